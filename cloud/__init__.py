@@ -1,0 +1,1 @@
+"""The hub: the towns' cloud centre — import, blob store and relay, enrolment, health."""

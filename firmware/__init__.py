@@ -1,0 +1,1 @@
+"""The appliance layer: image recipe, systemd units, signed updates, watchdog."""

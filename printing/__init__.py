@@ -1,0 +1,1 @@
+"""Certificates as PDF with exact glyphs, signed QR codes, and CUPS printing."""

@@ -1,0 +1,1 @@
+"""Renkei shared domain: model, documents, crypto, wire formats."""
