@@ -1,0 +1,1 @@
+"""One module per `renkei` subcommand; each exposes `register(subparsers)`."""
