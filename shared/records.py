@@ -1,0 +1,165 @@
+"""Model objects ⇄ flat records: one dict of scalars per object.
+
+A flat record is what the CRDT documents store (one Loro map per record, one key per
+field, so two boxes editing different fields of a resident both keep their edit) and what
+the importer diffs against the previous import. Scalars only: str, int, bool, None.
+
+- `date` → ISO string; enums → their value; `tuple[str, ...]` and tuples of pairs → a
+  JSON string (they change as a whole, so field-level merging buys nothing there);
+- a nested dataclass (a resident's foreign-resident items, removal) is flattened with a
+  prefix: `foreign.nationality`, `removal.reason`; all-None prefixed fields mean None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import types
+import typing
+from datetime import date
+from typing import Any, TypeVar
+
+from shared import model
+
+Scalar = str | int | bool | None
+Record = dict[str, Scalar]
+
+T = TypeVar("T")
+
+# The tables of a town: name → (record type, id field). Person-keyed records use the
+# person as id (one row per person, or per person and year for tax).
+TABLES: dict[str, type[Any]] = {
+    "households": model.Household,
+    "residents": model.Resident,
+    "support_blocks": model.SupportBlock,
+    "tax_assessments": model.TaxAssessment,
+    "vehicles": model.Vehicle,
+    "installments": model.Installment,
+    "nhi_members": model.NhiMember,
+    "support_needs": model.SupportNeed,
+    "clerks": model.Clerk,
+    "gaiji": model.GaijiMapping,
+}
+
+
+def record_id(table: str, obj: Any) -> str:
+    """The stable id of a record within its table."""
+    if table == "tax_assessments":
+        return f"{obj.resident_id}/{obj.fiscal_year}"
+    if table in ("nhi_members", "support_needs"):
+        return str(obj.resident_id)
+    if table == "clerks":
+        return str(obj.login_id)
+    if table == "gaiji":
+        return f"U+{ord(obj.legacy):04X}"
+    return str(obj.id)
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _encode(value: Any) -> Scalar:
+    if value is None or isinstance(value, bool | int | str):
+        if isinstance(value, enum.Enum):
+            return str(value.value)
+        return value
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def _decode(tp: Any, value: Scalar) -> Any:
+    tp, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"missing value for {tp}")
+    if tp is date:
+        return date.fromisoformat(str(value))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(value)
+    if tp is bool:
+        return bool(value)
+    if tp is int:
+        return int(value)
+    if tp is str:
+        return str(value)
+    if typing.get_origin(tp) is tuple:
+        return _from_json(tp, json.loads(str(value)))
+    raise TypeError(f"cannot decode {tp}")
+
+
+def _from_json(tp: Any, data: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_json(args[0], item) for item in data)
+        return tuple(_from_json(a, item) for a, item in zip(args, data, strict=True))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(data)
+    return data
+
+
+def to_record(obj: Any) -> Record:
+    record: Record = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        inner, _ = _unwrap_optional(_hints(type(obj))[f.name])
+        if dataclasses.is_dataclass(inner):
+            for sub in dataclasses.fields(inner):
+                sub_value = None if value is None else getattr(value, sub.name)
+                record[f"{f.name}.{sub.name}"] = _encode(sub_value)
+        else:
+            record[f.name] = _encode(value)
+    return record
+
+
+def from_record(cls: type[T], record: Record) -> T:
+    kwargs: dict[str, Any] = {}
+    for name, tp in _hints(cls).items():
+        inner, _ = _unwrap_optional(tp)
+        if dataclasses.is_dataclass(inner) and isinstance(inner, type):
+            sub_values = {
+                sub: record.get(f"{name}.{sub}") for sub in _hints(inner)
+            }
+            if all(v is None for v in sub_values.values()):
+                kwargs[name] = None
+            else:
+                kwargs[name] = from_record(inner, sub_values)
+        elif name in record:
+            kwargs[name] = _decode(tp, record[name])
+    return cls(**kwargs)
+
+
+def export_tables(export: model.TownExport) -> dict[str, dict[str, Record]]:
+    """Every table of a town's export as {table: {id: record}}."""
+    return {
+        table: {record_id(table, obj): to_record(obj) for obj in getattr(export, table)}
+        for table in TABLES
+    }

@@ -1,0 +1,6 @@
+"""Test-suite wide set-up: make the shared hypothesis strategies importable."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent / "shared"))
