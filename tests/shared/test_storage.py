@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.sealed_storage import SealedStorage
 from shared.storage import MemoryStorage, SqliteStorage, Storage, StorageError
 
 StorageFactory = Callable[[Path], Storage]
@@ -19,6 +20,7 @@ StorageFactory = Callable[[Path], Storage]
 STORAGE_FACTORIES: dict[str, StorageFactory] = {
     "memory": lambda _path: MemoryStorage(),
     "sqlite": lambda path: SqliteStorage(path / "store.db"),
+    "sealed-sqlite": lambda path: SealedStorage.ephemeral(SqliteStorage(path / "sealed.db")),
 }
 
 
