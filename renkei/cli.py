@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from renkei import __version__
 
-COMMANDS = ("gen", "import_", "demo", "search", "bench")
+COMMANDS = ("gen", "import_", "hub", "box", "demo", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

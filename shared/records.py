@@ -74,9 +74,12 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def _encode(value: Any) -> Scalar:
-    if value is None or isinstance(value, bool | int | str):
-        if isinstance(value, enum.Enum):
-            return str(value.value)
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, str | int):
         return value
     if isinstance(value, date):
         return value.isoformat()
@@ -126,17 +129,31 @@ def _from_json(tp: Any, data: Any) -> Any:
     return data
 
 
+def _field_plan(cls: type[Any]) -> list[tuple[str, type[Any] | None]]:
+    """(field name, nested dataclass or None) per field, computed once per class:
+    `to_record` runs for every row of every import, so no type inspection per call."""
+    if cls not in _PLANS:
+        plan: list[tuple[str, type[Any] | None]] = []
+        for f in dataclasses.fields(cls):
+            inner, _ = _unwrap_optional(_hints(cls)[f.name])
+            nested = inner if dataclasses.is_dataclass(inner) and isinstance(inner, type) else None
+            plan.append((f.name, nested))
+        _PLANS[cls] = plan
+    return _PLANS[cls]
+
+
+_PLANS: dict[type[Any], list[tuple[str, type[Any] | None]]] = {}
+
+
 def to_record(obj: Any) -> Record:
     record: Record = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        inner, _ = _unwrap_optional(_hints(type(obj))[f.name])
-        if dataclasses.is_dataclass(inner):
-            for sub in dataclasses.fields(inner):
-                sub_value = None if value is None else getattr(value, sub.name)
-                record[f"{f.name}.{sub.name}"] = _encode(sub_value)
+    for name, nested in _field_plan(type(obj)):
+        value = getattr(obj, name)
+        if nested is not None:
+            for sub, _ in _field_plan(nested):
+                record[f"{name}.{sub}"] = None if value is None else _encode(getattr(value, sub))
         else:
-            record[f.name] = _encode(value)
+            record[name] = _encode(value)
     return record
 
 

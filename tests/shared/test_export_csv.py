@@ -1206,3 +1206,14 @@ def test_document_examples_form_a_valid_export(tmp_path: Path) -> None:
         (folder / name).write_text(block.group(1), encoding="utf-8")
     export = read_town(folder)
     assert export.town.code == CODE and export.residents and export.households
+
+
+def test_forbidden_char_regex_matches_the_forbidden_categories() -> None:
+    import unicodedata
+
+    from shared.export_csv.codec import _FORBIDDEN_CATEGORIES, forbidden_char
+
+    for code in range(0x110000):
+        char = chr(code)
+        expected = unicodedata.category(char) in _FORBIDDEN_CATEGORIES
+        assert (forbidden_char("a" + char) == char) is expected, f"U+{code:04X}"

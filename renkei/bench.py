@@ -1,0 +1,201 @@
+"""The benchmark harness behind `renkei bench --json`: named figures, one JSON object.
+
+Each benchmark is a function registered with `@figure_group`; it returns a dict of named
+figures. Every group runs in a fresh interpreter (multiprocessing "spawn"), so a figure
+includes the cold start a clerk would see (imports, first load) and no cache from another
+group can flatter it. Inputs vary between runs: the synthetic seed is random unless
+`--seed` is given, and the queries are drawn from the generated residents.
+
+Performance targets live here, never in timed unit tests.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import random
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+Figures = dict[str, float]
+GROUPS: dict[str, Callable[[int, bool], Figures]] = {}  # name -> group
+
+
+Group = Callable[[int, bool], Figures]
+
+
+def figure_group(name: str) -> Callable[[Group], Group]:
+    def register(func: Group) -> Group:
+        GROUPS[name] = func
+        return func
+
+    return register
+
+
+@contextmanager
+def stopwatch() -> Iterator[Callable[[], float]]:
+    start = time.perf_counter()
+    elapsed: list[float] = []
+    yield lambda: elapsed[0] if elapsed else time.perf_counter() - start
+    elapsed.append(time.perf_counter() - start)
+
+
+def p95(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=20)[-1] if len(samples) >= 20 else max(samples)
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _round(figures: Figures) -> Figures:
+    return {k: round(v, 4) for k, v in figures.items()}
+
+
+def _queries(rng: random.Random, residents: list[Any], count: int) -> list[str]:
+    """Varied real queries a clerk types: kana, name, 和暦 date, kana + era year, code."""
+    from shared.wareki import to_wareki, to_wareki_short
+
+    queries = []
+    for _ in range(count):
+        person = rng.choice(residents)
+        surname_kana = person.kana.split("\u3000")[0].split(" ")[0]
+        kind = rng.randrange(6)
+        if kind == 0:
+            queries.append(person.kana)
+        elif kind == 1:
+            queries.append(person.name)
+        elif kind == 2:
+            queries.append(to_wareki(person.birth_date))
+        elif kind == 3:
+            queries.append(f"{surname_kana} {to_wareki_short(person.birth_date).split('.')[0]}")
+        elif kind == 4:
+            queries.append(person.juminhyo_code)
+        else:
+            queries.append(surname_kana[:2])
+    return queries
+
+
+# ---------------------------------------------------------------------------- groups
+
+
+@figure_group("registry")
+def bench_registry(seed: int, quick: bool) -> Figures:
+    """Import, next-day delta import, cold registry load, index build, search p95."""
+    from cloud.importer import import_export
+    from cloud.store import TownStore
+    from cloud.synthetic import generate
+    from cloud.synthetic.daily import next_day
+    from shared.export_csv import write_export
+    from shared.search import SearchIndex
+    from shared.storage import SqliteStorage
+
+    rng = random.Random(seed)
+    figures: Figures = {}
+    with tempfile.TemporaryDirectory(prefix="renkei-bench-") as tmp:
+        root = Path(tmp)
+        exports = generate(seed)
+        write_export(exports, root / "day1")
+        write_export(next_day(exports, seed, fraction=0.01), root / "day2")
+        storage = SqliteStorage(root / "hub.db")
+        with stopwatch() as took:
+            report = import_export(root / "day1", storage)
+        figures["import_s"] = took()
+        if not report.ok:
+            raise RuntimeError(report.summary())
+        with stopwatch() as took:
+            import_export(root / "day2", storage)
+        figures["delta_import_s"] = took()
+        largest = max(exports, key=lambda e: len(e.residents)).town.code
+        with stopwatch() as took:
+            registry = TownStore(storage, largest).load_registry(shards=16)
+            pairs = list(registry.residents_with_households())
+        figures["registry_load_s"] = took()
+        index = SearchIndex(largest)
+        with stopwatch() as took:
+            index.build(pairs)
+        figures["index_build_s"] = took()
+        storage.close()
+        indexes = {largest: index}
+        people: dict[str, list[Any]] = {}
+        for export in exports:
+            people[export.town.code] = [r for r in export.residents if r.removal is None]
+            if export.town.code not in indexes:
+                indexes[export.town.code] = SearchIndex(export.town.code)
+                households = {h.id: h for h in export.households}
+                indexes[export.town.code].build(
+                    (r, households[r.household_id]) for r in export.residents
+                )
+        samples = []
+        for code, residents in people.items():
+            for query in _queries(rng, residents, 100 if quick else 400):
+                with stopwatch() as took:
+                    indexes[code].search(query)
+                samples.append(took() * 1000)
+        figures["search_p95_ms"] = p95(samples)
+    figures["rss_mb"] = rss_mb()
+    return figures
+
+
+@figure_group("registry_500k")
+def bench_500k(seed: int, quick: bool) -> Figures:
+    """Search p95 on a synthetic 500,000-resident town."""
+    from cloud.synthetic import generate
+    from shared.search import SearchIndex
+
+    size = 50_000 if quick else 500_000
+    exports = generate(seed, residents_override={"15307": size})
+    big = next(e for e in exports if e.town.code == "15307")
+    households = {h.id: h for h in big.households}
+    index = SearchIndex(big.town.code)
+    with stopwatch() as took:
+        index.build((r, households[r.household_id]) for r in big.residents)
+    figures: Figures = {"index_build_s_500k": took()}
+    rng = random.Random(seed)
+    residents = [r for r in big.residents if r.removal is None]
+    samples = []
+    for query in _queries(rng, residents, 200 if quick else 500):
+        with stopwatch() as took:
+            index.search(query)
+        samples.append(took() * 1000)
+    figures["search_p95_ms_500k"] = p95(samples)
+    figures["rss_mb_500k"] = rss_mb()
+    return figures
+
+
+# ---------------------------------------------------------------------------- runner
+
+
+def _run_group(name: str, seed: int, quick: bool, queue: Any) -> None:
+    try:
+        queue.put(("ok", _round(GROUPS[name](seed, quick))))
+    except BaseException as exc:  # reported to the parent, which fails the run
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def run(names: list[str] | None, seed: int | None, quick: bool) -> dict[str, Any]:
+    chosen = names or list(GROUPS)
+    seed = random.SystemRandom().randrange(1, 2**31) if seed is None else seed
+    result: dict[str, Any] = {"seed": seed, "quick": quick}
+    context = multiprocessing.get_context("spawn")
+    for name in chosen:
+        queue = context.Queue()
+        process = context.Process(target=_run_group, args=(name, seed, quick, queue))
+        process.start()
+        status, payload = queue.get()
+        process.join()
+        if status == "error":
+            result.setdefault("errors", {})[name] = payload
+        else:
+            result.update(payload)
+    return result
+
+
+def to_json(result: dict[str, Any]) -> str:
+    return json.dumps(result, ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,28 @@
+"""`renkei box`: run an edge box's web process for its own town."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from shared.registry import DEFAULT_SHARDS
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("box", help="run an edge box process")
+    parser.add_argument("--hub", required=True, help="the hub's URL, e.g. http://127.0.0.1:8700")
+    parser.add_argument("--town", required=True, help="the box's own town code, e.g. 15307")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8701, help="port to listen on")
+    parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS, help=argparse.SUPPRESS)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from edge.app import create_app
+
+    app = create_app(args.hub, args.town, shards=args.shards)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,37 @@
+"""`renkei import`: validate the core system's export and import it into the hub's store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "import", help="validate and import a core-system export into the hub's store"
+    )
+    parser.add_argument("export", type=Path, help="export folder (one sub-folder per town)")
+    parser.add_argument(
+        "--data", type=Path, default=Path("var/hub"), help="the hub's data folder"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cloud.app import hub_db_path
+    from cloud.importer import import_export
+    from shared.storage import SqliteStorage
+
+    if not args.export.is_dir():
+        print(f"取込元フォルダがありません: {args.export}", file=sys.stderr)
+        return 2
+    args.data.mkdir(parents=True, exist_ok=True)
+    storage = SqliteStorage(hub_db_path(args.data))
+    try:
+        report = import_export(args.export, storage)
+    finally:
+        storage.close()
+    print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
