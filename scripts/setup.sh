@@ -39,6 +39,7 @@ DEBIAN_PACKAGES=(
   poppler-utils        # pdftotext, pdftoppm
   zbar-tools           # zbarimg (QR codes on printed forms)
   sqlite3              # sqlite3 CLI
+  libnss3-tools        # certutil: trust the federation TLS CA in Chromium's NSS db (tests)
 )
 
 if [[ "$(id -u)" -ne 0 ]]; then
