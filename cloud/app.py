@@ -1,18 +1,27 @@
 """The hub's web application: the composition root of the hub process.
 
-The lifespan opens the data folder's store; routes serve the towns' documents to boxes
-and a Japanese status page to the operator. (Enrolment, sealed blobs and the sync
-protocol replace the plaintext document endpoints as they land.)
+The lifespan opens the data folder's store; routes serve sealed replicas to boxes and a
+Japanese status page to the operator. Nothing leaves the hub in plaintext: documents go
+out as blobs sealed to their town, clerks' keys wrapped under their passwords.
 
-    GET /                                  status page (Japanese)
-    GET /api/health                        {"status": "ok"}
-    GET /api/towns                         [{"code", "name", "as_of", "documents"}]
-    GET /api/towns/{code}/documents/{name} the document's snapshot (application/octet-stream)
+    GET /                                         status page (Japanese)
+    GET /api/health                               {"status": "ok"}
+    GET /api/towns                                [{"code", "name", "as_of", "documents"}]
+    GET /api/federation                           {"hub_writer": hex, "towns": {code: public},
+                                                   "names": {code: name}}
+    GET /api/replica/{town}?box_town=C            {"as_of", "documents": {name: blob id},
+                                                   "credentials": [login ids]}
+    GET /api/replica/{town}/blobs/{name}          a sealed blob
+    GET /api/replica/{town}/credentials/{login}?box_town=C   a clerk's credential record
+
+A box of another town receives only the credentials of the town's emergency roster.
+(Enrolment — boxes proving who they are — comes with the sync protocol.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,7 +31,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from cloud.custody import HUB_WRITER_KEY, credential_is_for_roster
 from cloud.store import TownStore, known_towns
+from shared.blobs import blob_id
 from shared.storage import SqliteStorage
 
 _templates = Environment(
@@ -72,20 +83,66 @@ def create_app(data_dir: Path) -> Starlette:
     async def towns(request: Request) -> JSONResponse:
         return JSONResponse(_town_summaries(request.app.state.storage))
 
-    async def document(request: Request) -> Response:
-        code = request.path_params["code"]
-        name = request.path_params["name"]
-        data = TownStore(request.app.state.storage, code).snapshot(name)
-        if data is None:
+    async def federation(request: Request) -> JSONResponse:
+        storage = request.app.state.storage
+        writer = storage.load(HUB_WRITER_KEY)
+        towns, names = {}, {}
+        for code in known_towns(storage):
+            public = storage.load((code, "public"))
+            if public is not None:
+                towns[code] = json.loads(public)
+                names[code] = (TownStore(storage, code).town_settings() or {}).get("name", code)
+        return JSONResponse(
+            {"hub_writer": writer.decode() if writer else None, "towns": towns, "names": names}
+        )
+
+    def _visible(storage: SqliteStorage, town: str, box_town: str) -> dict[str, bytes]:
+        records = {k[2]: v for k, v in storage.load_range((town, "credential"))}
+        if box_town == town:
+            return records
+        return {login: r for login, r in records.items() if credential_is_for_roster(r)}
+
+    async def replica(request: Request) -> JSONResponse:
+        storage = request.app.state.storage
+        town = request.path_params["town"]
+        box_town = request.query_params.get("box_town", "")
+        blobs = {key[2]: blob_id(blob).hex() for key, blob in storage.load_range((town, "sealed"))}
+        if not blobs:
+            return JSONResponse({"error": "この町村の複製はありません。"}, status_code=404)
+        return JSONResponse(
+            {
+                "as_of": TownStore(storage, town).as_of(),
+                "documents": blobs,
+                "credentials": sorted(_visible(storage, town, box_town)),
+            }
+        )
+
+    async def sealed_blob(request: Request) -> Response:
+        key = (request.path_params["town"], "sealed", request.path_params["name"])
+        blob = request.app.state.storage.load(key)
+        if blob is None:
             return JSONResponse({"error": "指定された文書はありません。"}, status_code=404)
-        return Response(data, media_type="application/octet-stream")
+        return Response(blob, media_type="application/octet-stream")
+
+    async def credential(request: Request) -> Response:
+        town = request.path_params["town"]
+        visible = _visible(
+            request.app.state.storage, town, request.query_params.get("box_town", "")
+        )
+        record = visible.get(request.path_params["login"])
+        if record is None:
+            return JSONResponse({"error": "指定された職員の資格情報はありません。"}, 404)
+        return Response(record, media_type="application/json")
 
     return Starlette(
         routes=[
             Route("/", status_page),
             Route("/api/health", health),
             Route("/api/towns", towns),
-            Route("/api/towns/{code:str}/documents/{name:str}", document),
+            Route("/api/federation", federation),
+            Route("/api/replica/{town:str}", replica),
+            Route("/api/replica/{town:str}/blobs/{name:str}", sealed_blob),
+            Route("/api/replica/{town:str}/credentials/{login:str}", credential),
         ],
         lifespan=lifespan,
     )

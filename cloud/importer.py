@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloud.custody import Custody
 from cloud.store import TownStore, towns_entry
 from shared import export_csv, model
 from shared.export_csv import ExportError, ExportFormatError
@@ -146,8 +147,14 @@ def _parse_checked(files: export_csv.TownFiles) -> dict[str, list[Any] | ExportE
     return parsed
 
 
-def import_export(root: Path, storage: Storage, shards: int = DEFAULT_SHARDS) -> ImportReport:
-    """Import every town folder under `root` (one folder per town code)."""
+def import_export(
+    root: Path,
+    storage: Storage,
+    shards: int = DEFAULT_SHARDS,
+    custody: Custody | None = None,
+) -> ImportReport:
+    """Import every town folder under `root` (one folder per town code). With the hub's
+    `custody`, every changed document is also published as a sealed blob for the boxes."""
     report = ImportReport()
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
     if not folders:
@@ -173,6 +180,8 @@ def import_export(root: Path, storage: Storage, shards: int = DEFAULT_SHARDS) ->
             touched = _import_table(store, registry, table, objects, result)
             if table == "support_blocks":  # a new block is never left waiting in a log
                 store.save_snapshots(registry, touched)
+                if custody is not None:
+                    custody.publish_documents(storage, registry, sorted(touched))
             changed.setdefault(store.town_code, set()).update(touched)
         except ExportError as exc:
             result.error = str(exc)
@@ -186,7 +195,12 @@ def import_export(root: Path, storage: Storage, shards: int = DEFAULT_SHARDS) ->
         parsed = _parse_checked(files)
         for table in TABLE_ORDER[1:]:
             run(store, registry, table, lambda v=parsed[table]: v)
-        store.save_snapshots(registry, changed.get(store.town_code, set()))
+        touched = changed.get(store.town_code, set())
+        store.save_snapshots(registry, touched)
+        if custody is not None:
+            sealed = {key[2] for key, _ in storage.load_range((store.town_code, "sealed"))}
+            missing = set(registry.documents) - sealed
+            custody.publish_documents(storage, registry, sorted(touched | missing))
         storage.save_many(
             [
                 towns_entry(storage, store.town_code),

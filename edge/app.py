@@ -1,12 +1,18 @@
 """The box's web application: the composition root of the box process.
 
-The lifespan loads the box's own town and builds its search index; routes serve the
-clerk's search page (Japanese, server-rendered, works without JavaScript) and a JSON
-search API beside it.
+The lifespan opens the box's sealed replica store and login throttle, pulls from the hub
+(and keeps pulling in the background; the box works from its local replica when the hub
+is unreachable). No town is open at start: a town opens in memory when one of its clerks
+logs in with their usual ID and password, and every town is sealed again on restart.
 
-    GET /                  search page; ?q= runs a search
-    GET /api/search?q=     {"town", "as_of", "results": [...]}
-    GET /api/health        {"status": "ok", "town": code, "residents": n}
+    GET  /login            login form (Japanese)
+    POST /login            log in; opens the town if it is not open yet
+    POST /logout           end the session
+    GET  /                 search page of the session's town; ?q= runs a search
+    GET  /api/search?q=    {"town", "as_of", "results": [...]}
+    GET  /api/health       {"status": "ok", "town": code, "open": [codes]}
+
+A partner town cannot be opened here yet: that takes an emergency activation (覚書 §2).
 """
 
 from __future__ import annotations
@@ -14,42 +20,195 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from edge import auth
+from edge.replica import BoxReplica, ReplicaError, UnlockError
 from edge.town import OpenTown
 from shared.registry import DEFAULT_SHARDS
+from shared.storage import SqliteStorage
+
+log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 100
+MSG_ACTIVATION_NEEDED = (
+    "この連携ボックスで他の町村のデータを開くには、その町村の代表者による緊急時の"
+    "利用開始（アクティベーション）が必要です。監督者に相談してください。"
+)
 
 _templates = Environment(loader=PackageLoader("edge", "templates"), autoescape=select_autoescape())
 
 
-def create_app(hub_url: str, town_code: str, shards: int = DEFAULT_SHARDS) -> Starlette:
+@dataclass(frozen=True, slots=True)
+class BoxConfig:
+    hub_url: str
+    town_code: str
+    data_dir: Path
+    shards: int = DEFAULT_SHARDS
+    pull_interval_s: float = 30.0
+
+
+class Box:
+    """The box's state: its sealed replica, sessions, and the towns open in memory."""
+
+    def __init__(self, config: BoxConfig) -> None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.storage = SqliteStorage(config.data_dir / "replica.db")
+        self.replica = BoxReplica(self.storage)
+        self.throttle = auth.LoginThrottle(config.data_dir / "logins.db")
+        self.sessions = auth.SessionStore()
+        self.open_towns: dict[str, OpenTown] = {}
+        self.hub_reachable = False
+        self._opening = asyncio.Lock()
+
+    def pull_once(self) -> None:
+        try:
+            with httpx.Client(base_url=self.config.hub_url, timeout=30) as client:
+                self.replica.pull(client, box_town=self.config.town_code)
+            self.hub_reachable = True
+        except (httpx.HTTPError, ReplicaError) as exc:
+            self.hub_reachable = False
+            log.warning("pull from the hub failed: %s", exc)
+
+    async def pull_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.pull_interval_s)
+            await asyncio.to_thread(self.pull_once)
+
+    async def check_credentials(
+        self, town: str, login_id: str, password: str
+    ) -> auth.Identity | None:
+        try:
+            unlocked = await asyncio.to_thread(self.replica.unlock, town, login_id, password)
+        except UnlockError:
+            return None
+        async with self._opening:
+            if town not in self.open_towns:
+                registry = await asyncio.to_thread(
+                    self.replica.open_registry, town, unlocked.keyring, self.config.shards
+                )
+                name, as_of = self.replica.town_name(town), self.replica.as_of(town)
+                self.open_towns[town] = await asyncio.to_thread(
+                    OpenTown, town, name, as_of, registry
+                )
+                log.info("town %s opened by login %r", town, login_id)
+        return auth.Identity(unlocked.display_name, frozenset(unlocked.certificate.roles))
+
+    def close(self) -> None:
+        self.throttle.close()
+        self.storage.close()
+
+
+def create_app(config: BoxConfig) -> Starlette:
+    box = Box(config)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.town = await asyncio.to_thread(OpenTown.fetch, hub_url, town_code, shards)
-        yield
+        await asyncio.to_thread(box.pull_once)
+        puller = asyncio.create_task(box.pull_forever())
+        try:
+            yield
+        finally:
+            puller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await puller
+            box.close()
+
+    def render(name: str, status_code: int = 200, **context: object) -> HTMLResponse:
+        html = _templates.get_template(name).render(box=box, **context)
+        return HTMLResponse(html, status_code=status_code)
+
+    def login_form(request: Request, error: str = "", status_code: int = 200) -> Response:
+        token = auth.new_login_token()
+        response = render(
+            "login.html",
+            status_code=status_code,
+            towns=box.replica.towns() or [config.town_code],
+            own_town=config.town_code,
+            csrf_token=token,
+            error=error,
+            next=auth.safe_next(request.query_params.get("next")),
+        )
+        auth.set_login_token_cookie(response, token)
+        return response
+
+    async def login_page(request: Request) -> Response:
+        return login_form(request)
+
+    async def login_submit(request: Request) -> Response:
+        form = await request.form()
+        if not auth.login_token_ok(request, form.get(auth.CSRF_FIELD)):
+            return login_form(request, auth.MSG_CSRF, 403)
+        town = str(form.get("town", config.town_code))
+        login_id = str(form.get("login_id", "")).strip()
+        password = str(form.get("password", ""))
+        if town != config.town_code:
+            log.warning("partner town %s refused without activation (login %r)", town, login_id)
+            return login_form(request, MSG_ACTIVATION_NEEDED, 403)
+        try:
+            principal = await auth.log_in(
+                sessions=box.sessions,
+                throttle=box.throttle,
+                check=box.check_credentials,
+                town_code=town,
+                login_id=login_id,
+                password=password,
+                client=auth.client_address(request),
+            )
+        except auth.AuthError as exc:
+            return login_form(request, str(exc), 401)
+        response = RedirectResponse(auth.safe_next(form.get("next")), status_code=303)
+        auth.set_session_cookie(response, principal)
+        return response
+
+    @auth.require()
+    async def logout(request: Request) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        auth.log_out(request, response)
+        return response
 
     def _query(request: Request) -> str:
         return request.query_params.get("q", "").strip()[:MAX_QUERY_CHARS]
 
-    async def search_page(request: Request) -> HTMLResponse:
-        town: OpenTown = request.app.state.town
+    def _town(request: Request) -> OpenTown | None:
+        principal = auth.current_principal(request)
+        return None if principal is None else box.open_towns.get(principal.town_code)
+
+    @auth.require()
+    async def search_page(request: Request) -> Response:
+        town = _town(request)
+        if town is None:  # the town was sealed again since this session began
+            response = RedirectResponse("/login", status_code=303)
+            auth.log_out(request, response)
+            return response
         query = _query(request)
         results = town.search(query) if query else []
-        html = _templates.get_template("search.html").render(
-            town=town, query=query, results=results, searched=bool(query)
+        return render(
+            "search.html",
+            town=town,
+            principal=auth.current_principal(request),
+            query=query,
+            results=results,
+            searched=bool(query),
         )
-        return HTMLResponse(html)
 
+    @auth.require()
     async def search_api(request: Request) -> JSONResponse:
-        town: OpenTown = request.app.state.town
+        town = _town(request)
+        if town is None:
+            return JSONResponse({"error": auth.MSG_LOGIN_REQUIRED}, status_code=401)
         query = _query(request)
         if not query:
             return JSONResponse({"error": "検索語を入力してください。"}, status_code=400)
@@ -57,14 +216,19 @@ def create_app(hub_url: str, town_code: str, shards: int = DEFAULT_SHARDS) -> St
         return JSONResponse({"town": town.code, "as_of": town.as_of, "results": results})
 
     async def health(request: Request) -> JSONResponse:
-        town: OpenTown = request.app.state.town
-        return JSONResponse({"status": "ok", "town": town.code, "residents": len(town.index)})
+        return JSONResponse(
+            {"status": "ok", "town": config.town_code, "open": sorted(box.open_towns)}
+        )
 
     return Starlette(
         routes=[
+            Route("/login", login_page, methods=["GET"]),
+            Route("/login", login_submit, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"]),
             Route("/", search_page),
             Route("/api/search", search_api),
             Route("/api/health", health),
         ],
+        middleware=[Middleware(auth.SessionMiddleware, sessions=box.sessions)],
         lifespan=lifespan,
     )

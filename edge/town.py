@@ -1,14 +1,13 @@
 """An open town on a box: its registry documents in memory and its search index.
 
 Everything here is plaintext and lives only in memory (BRIEF §3: no plaintext on a box's
-disk); the sealed-replica work moves it into a per-town worker process.
+disk): a town is opened from its sealed replica when one of its clerks logs in, and is
+gone when the process ends.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import httpx
 
 from shared import model
 from shared.registry import TownRegistry
@@ -39,18 +38,6 @@ class OpenTown:
         self.registry = registry
         self.index = SearchIndex(code)
         self.index.build(registry.residents_with_households())
-
-    @classmethod
-    def fetch(cls, hub_url: str, code: str, shards: int, timeout: float = 30.0) -> OpenTown:
-        """Load a town's documents from the hub (issue-2 stand-in for sealed sync)."""
-        with httpx.Client(base_url=hub_url, timeout=timeout) as client:
-            towns = {t["code"]: t for t in client.get("/api/towns").raise_for_status().json()}
-            summary = towns[code]
-            registry = TownRegistry(code, shards=shards)
-            for name in summary["documents"]:
-                response = client.get(f"/api/towns/{code}/documents/{name}")
-                registry.load(name, response.raise_for_status().content)
-        return cls(code, str(summary["name"]), str(summary["as_of"]), registry)
 
     def search(self, query: str, limit: int = 20) -> list[ResultRow]:
         rows = []

@@ -267,6 +267,47 @@ class TownKeys:
         return cls(town, epoch, PrivateKey(secret[:32]), SigningKey(secret[32:]))
 
 
+def seal_secret(plaintext: bytes, passphrase: str, limits: KdfLimits | None = None) -> bytes:
+    """Encrypt a key file under an operator's passphrase (argon2id + XChaCha20-Poly1305):
+    the hub's custody of town keys at rest, unsealed by the operator at start-up."""
+    limits = limits or DEFAULT_KDF_LIMITS
+    salt = nacl.utils.random(argon2id.SALTBYTES)
+    key = argon2id.kdf(
+        Aead.KEY_SIZE, _password_bytes(passphrase), salt, limits.opslimit, limits.memlimit
+    )
+    header = _SECRET_MAGIC + struct.pack(">QQ", limits.opslimit, limits.memlimit) + salt
+    return header + bytes(Aead(key).encrypt(plaintext, header))
+
+
+def open_secret(sealed: bytes, passphrase: str) -> bytes:
+    """Open what `seal_secret` wrote; WrongPassword for a wrong passphrase or a bad file."""
+    size = len(_SECRET_MAGIC) + 16 + argon2id.SALTBYTES
+    if sealed[: len(_SECRET_MAGIC)] != _SECRET_MAGIC or len(sealed) < size:
+        raise KeyFormatError("not a sealed secret file")
+    header = sealed[:size]
+    opslimit, memlimit = struct.unpack(">QQ", header[len(_SECRET_MAGIC) : len(_SECRET_MAGIC) + 16])
+    if opslimit > _MAX_OPSLIMIT or memlimit > _MAX_MEMLIMIT:
+        raise KeyFormatError("sealed secret asks for an unreasonable KDF cost")
+    salt = header[-argon2id.SALTBYTES :]
+    key = argon2id.kdf(Aead.KEY_SIZE, _password_bytes(passphrase), salt, opslimit, memlimit)
+    try:
+        return bytes(Aead(key).decrypt(sealed[size:], header))
+    except nacl.exceptions.CryptoError as exc:
+        raise WrongPassword() from exc
+
+
+_SECRET_MAGIC = b"RKSS\x01"
+
+
+def town_keys_to_secret(keys: TownKeys) -> bytes:
+    """The private record of a town's keys, for the custodian's sealed key file only."""
+    return keys._to_bytes()
+
+
+def town_keys_from_secret(raw: bytes) -> TownKeys:
+    return TownKeys._from_bytes(raw)
+
+
 def rotate(town_keys: TownKeys) -> TownKeys:
     """The next epoch's keys: fresh key pairs, epoch + 1. Keep the old ones in the
     KeyRing to read old blobs; new blobs are sealed to the new public key."""

@@ -21,7 +21,10 @@ from .towns import residential_districts
 def next_day(
     exports: list[model.TownExport], seed: int, fraction: float = 0.01
 ) -> list[model.TownExport]:
-    return [_town_next_day(e, random.Random(f"{seed}:{e.town.code}:daily"), fraction) for e in exports]
+    return [
+        _town_next_day(e, random.Random(f"{seed}:{e.town.code}:daily"), fraction)
+        for e in exports
+    ]
 
 
 def _town_next_day(

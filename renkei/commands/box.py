@@ -1,8 +1,9 @@
-"""`renkei box`: run an edge box's web process for its own town."""
+"""`renkei box`: run an edge box's web process (HTTPS when given its TLS folder)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from shared.registry import DEFAULT_SHARDS
@@ -12,6 +13,10 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("box", help="run an edge box process")
     parser.add_argument("--hub", required=True, help="the hub's URL, e.g. http://127.0.0.1:8700")
     parser.add_argument("--town", required=True, help="the box's own town code, e.g. 15307")
+    parser.add_argument("--data", type=Path, required=True, help="the box's data folder")
+    parser.add_argument(
+        "--tls", type=Path, help="folder with server.crt and server.key (serves HTTPS)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8701, help="port to listen on")
     parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS, help=argparse.SUPPRESS)
@@ -21,8 +26,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from edge.app import create_app
+    from edge.app import BoxConfig, create_app
+    from edge.tls import ssl_kwargs
 
-    app = create_app(args.hub, args.town, shards=args.shards)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    config = BoxConfig(args.hub, args.town, args.data, shards=args.shards)
+    tls = ssl_kwargs(args.tls) if args.tls else {}
+    uvicorn.run(
+        create_app(config), host=args.host, port=args.port, log_level="warning", **tls
+    )
     return 0

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import secrets
+import ssl
 import subprocess
 import sys
 import time
@@ -42,8 +45,23 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _prepare(workdir: Path, seed: int) -> Path:
+def _demo_secret(path: Path) -> str:
+    """A random secret kept in the demo's folder (a demo convenience: a real hub's
+    operator types the passphrase; real clerks choose their passwords)."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _demo_password(rng: secrets.SystemRandom) -> str:
+    words = ["sakura", "yukiguni", "kawa", "umi", "yama", "inaho", "koshi", "shinano"]
+    return "-".join(rng.sample(words, 3)) + f"-{rng.randrange(1000, 9999)}"
+
+
+def _prepare(workdir: Path, seed: int) -> tuple[Path, list[tuple[str, str, str, str]]]:
     from cloud.app import hub_db_path
+    from cloud.custody import Custody
     from cloud.importer import import_export
     from cloud.synthetic import generate
     from shared.export_csv import write_export
@@ -56,24 +74,81 @@ def _prepare(workdir: Path, seed: int) -> Path:
         write_export(generate(seed), export_dir)
     _say(f"基幹系データを取り込んでいます: {data_dir}")
     data_dir.mkdir(parents=True, exist_ok=True)
+    passphrase = _demo_secret(workdir / "demo-hub-passphrase")
+    custody = Custody.open_or_create(data_dir, passphrase)
     storage = SqliteStorage(hub_db_path(data_dir))
+    credentials_file = workdir / "demo-credentials.json"
     try:
-        report = import_export(export_dir, storage)
+        report = import_export(export_dir, storage, custody=custody)
+        if credentials_file.exists():
+            credentials = [tuple(c) for c in json.loads(credentials_file.read_text())]
+        else:
+            credentials = _provision_demo_clerks(export_dir, storage, custody)
+            credentials_file.write_text(json.dumps(credentials, ensure_ascii=False))
+            credentials_file.chmod(0o600)
+        custody.save(data_dir, passphrase)
     finally:
         storage.close()
     _say(report.summary())
     if not report.ok:
         raise SystemExit(1)
-    return data_dir
+    return data_dir, credentials
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+def _provision_demo_clerks(
+    export_dir: Path, storage: Any, custody: Any
+) -> list[tuple[str, str, str, str]]:
+    """One clerk on the emergency roster and one supervisor per town get passwords."""
+    from shared.export_csv import read_town
+    from shared.model import Role
+
+    rng = secrets.SystemRandom()
+    chosen = []
+    for code in TOWN_CODES:
+        clerks = read_town(export_dir / code).clerks
+        roster = next(c for c in clerks if c.on_roster)
+        supervisor = next(
+            c for c in clerks if Role.SUPERVISOR in c.roles and c.login_id != roster.login_id
+        )
+        for clerk in (roster, supervisor):
+            password = _demo_password(rng)
+            custody.provision_clerk(storage, clerk, password)
+            chosen.append((code, clerk.login_id, password, clerk.name))
+    return chosen
+
+
+def _issue_tls(workdir: Path, box_urls: dict[str, str]) -> tuple[Path, dict[str, Path]]:
+    from edge.tls import create_ca, issue_server_cert, write_server_files
+
+    ca_file = workdir / "ca" / "renkei-ca.crt"
+    ca_key = workdir / "ca" / "renkei-ca.key"
+    if not ca_file.exists():
+        ca_file.parent.mkdir(parents=True, exist_ok=True)
+        cert, key = create_ca()
+        ca_key.write_bytes(key)
+        ca_key.chmod(0o600)
+        ca_file.write_bytes(cert)
+    folders = {}
+    for code in box_urls:
+        cert, key = issue_server_cert(
+            ca_file.read_bytes(), ca_key.read_bytes(), [f"box-{code}.renkei.lan"], ["127.0.0.1"]
+        )
+        folders[code] = workdir / "boxes" / code / "tls"
+        write_server_files(folders[code], cert, key)
+    return ca_file, folders
+
+
+def _wait_ready(
+    url: str, process: subprocess.Popen[bytes], ca_file: Path, timeout: float = 120.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"process for {url} exited with {process.returncode}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+            context = ssl.create_default_context(cafile=ca_file)
+            response = httpx.get(f"{url}/api/health", timeout=2, verify=context)
+            if response.status_code == 200:
                 return
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
@@ -94,43 +169,70 @@ def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
                 process.kill()
 
 
-def _smoke_test(workdir: Path, box_urls: dict[str, str]) -> bool:
+def _log_in(client: httpx.Client, town: str, login_id: str, password: str) -> bool:
+    client.get("/login").raise_for_status()
+    token = client.cookies.get("renkei_login_csrf")
+    form = {"csrf_token": token, "town": town, "login_id": login_id, "password": password}
+    response = client.post("/login", data=form)
+    return response.status_code == 303
+
+
+def _smoke_test(
+    workdir: Path,
+    box_urls: dict[str, str],
+    ca_file: Path,
+    credentials: list[tuple[str, str, str, str]],
+) -> bool:
     from shared.export_csv import read_town
 
     ok = True
     for code, url in box_urls.items():
         export = read_town(workdir / "export" / code)
         person = next(r for r in export.residents if r.removal is None)
-        response = httpx.get(f"{url}/api/search", params={"q": person.kana}, timeout=10)
-        found = [row["resident_id"] for row in response.json().get("results", [])]
-        passed = response.status_code == 200 and person.id in found
+        _, login_id, password, _ = next(c for c in credentials if c[0] == code)
+        context = ssl.create_default_context(cafile=ca_file)
+        with httpx.Client(base_url=url, verify=context, timeout=60) as client:
+            logged_in = _log_in(client, code, login_id, password)
+            response = client.get("/api/search", params={"q": person.kana})
+            found = [row["resident_id"] for row in response.json().get("results", [])]
+        passed = logged_in and response.status_code == 200 and person.id in found
         ok &= passed
         mark = "OK" if passed else "NG"
-        _say(f"[{mark}] {code} 検索「{person.kana}」→ {len(found)}件 ({url})")
+        _say(f"[{mark}] {code} ログイン {login_id} → 検索「{person.kana}」→ {len(found)}件 ({url})")
     return ok
 
 
 def run(args: argparse.Namespace) -> int:
     workdir: Path = args.dir
-    data_dir = _prepare(workdir, args.seed)
+    data_dir, credentials = _prepare(workdir, args.seed)
     hub_url = f"http://127.0.0.1:{args.port}"
-    box_urls = {code: f"http://127.0.0.1:{args.port + 1 + i}" for i, code in enumerate(TOWN_CODES)}
+    box_urls = {
+        code: f"https://127.0.0.1:{args.port + 1 + i}" for i, code in enumerate(TOWN_CODES)
+    }
+    ca_file, tls_folders = _issue_tls(workdir, box_urls)
     renkei = [sys.executable, "-m", "renkei"]
     with _processes() as started:
         hub_cmd = [*renkei, "hub", "--data", str(data_dir), "--port", str(args.port)]
         started.append(subprocess.Popen(hub_cmd))
-        _wait_ready(hub_url, started[-1])
+        _wait_ready(hub_url, started[-1], ca_file)
         for code, url in box_urls.items():
             port = url.rsplit(":", 1)[1]
-            box_cmd = [*renkei, "box", "--hub", hub_url, "--town", code, "--port", port]
+            box_cmd = [
+                *renkei, "box", "--hub", hub_url, "--town", code, "--port", port,
+                "--data", str(workdir / "boxes" / code / "data"), "--tls", str(tls_folders[code]),
+            ]
             started.append(subprocess.Popen(box_cmd))
         for process, url in zip(started[1:], box_urls.values(), strict=True):
-            _wait_ready(url, process)
+            _wait_ready(url, process, ca_file)
         _say(f"ハブ: {hub_url}/")
         for code, url in box_urls.items():
-            _say(f"連携ボックス {code}: {url}/")
+            _say(f"連携ボックス {code}: {url}/   （box-{code}.renkei.lan）")
+        _say(f"連携CAのルート証明書（端末に登録してください）: {ca_file}")
+        _say("デモ用の職員ID・パスワード:")
+        for code, login_id, password, name in credentials:
+            _say(f"  {code}  {login_id:24} {password:32} {name}")
         if args.smoke_test:
-            return 0 if _smoke_test(workdir, box_urls) else 1
+            return 0 if _smoke_test(workdir, box_urls, ca_file, credentials) else 1
         if args.exit_when_ready:
             return 0
         _say("終了するには Ctrl-C を押してください。")

@@ -1,8 +1,15 @@
-"""`renkei import`: validate the core system's export and import it into the hub's store."""
+"""`renkei import`: validate the core system's export and import it into the hub's store.
+
+The hub's custody of the towns' keys is unsealed with the operator's passphrase, taken
+from RENKEI_HUB_PASSPHRASE or asked for on the terminal; every imported document is then
+also published as a blob sealed to its town for the boxes.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,8 +26,16 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def hub_passphrase() -> str:
+    passphrase = os.environ.get("RENKEI_HUB_PASSPHRASE")
+    if passphrase:
+        return passphrase
+    return getpass.getpass("ハブの鍵保管パスフレーズ: ")
+
+
 def run(args: argparse.Namespace) -> int:
     from cloud.app import hub_db_path
+    from cloud.custody import Custody, CustodyError
     from cloud.importer import import_export
     from shared.storage import SqliteStorage
 
@@ -28,9 +43,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"取込元フォルダがありません: {args.export}", file=sys.stderr)
         return 2
     args.data.mkdir(parents=True, exist_ok=True)
+    passphrase = hub_passphrase()
+    try:
+        custody = Custody.open_or_create(args.data, passphrase)
+    except CustodyError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     storage = SqliteStorage(hub_db_path(args.data))
     try:
-        report = import_export(args.export, storage)
+        report = import_export(args.export, storage, custody=custody)
+        custody.save(args.data, passphrase)
     finally:
         storage.close()
     print(report.summary(), file=sys.stdout if report.ok else sys.stderr)

@@ -17,6 +17,12 @@ from shared.records import TABLES
 from shared.storage import MemoryStorage, SqliteStorage, Storage
 
 
+@pytest.fixture(autouse=True)
+def _operator_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`renkei import` unseals the hub's key custody with the operator's passphrase."""
+    monkeypatch.setenv("RENKEI_HUB_PASSPHRASE", "hub operator passphrase for tests")
+
+
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
