@@ -1,21 +1,25 @@
 """The `renkei` command: one entry point, one module per subcommand.
 
 Each module in `renkei.commands` exposes `register(subparsers)` which adds its parser and
-sets `func` to a callable taking the parsed namespace and returning an exit code. Keeping
-one module per command lets each subsystem own its command without touching this file
-beyond the list below.
+sets `func` to a callable taking the parsed namespace and returning an exit code. The
+modules are discovered, so a subsystem adds a command by adding a module.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
 
 from renkei import __version__
 
-COMMANDS = ("gen", "import_", "hub", "box", "demo", "bench")
+
+
+def command_modules() -> list[str]:
+    package = importlib.import_module("renkei.commands")
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.ispkg)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"renkei {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in command_modules():
         module = importlib.import_module(f"renkei.commands.{name}")
         module.register(subparsers)
     return parser
