@@ -37,6 +37,7 @@ from edge import auth
 from edge.replica import BoxReplica, ReplicaError, UnlockError
 from edge.town import OpenTown
 from shared.registry import DEFAULT_SHARDS
+from shared.search import QueryError
 from shared.storage import SqliteStorage
 
 log = logging.getLogger(__name__)
@@ -194,14 +195,20 @@ def create_app(config: BoxConfig) -> Starlette:
             auth.log_out(request, response)
             return response
         query = _query(request)
-        results = town.search(query) if query else []
+        results, error = [], ""
+        try:
+            results = town.search(query) if query else []
+        except QueryError as exc:
+            error = str(exc)
         return render(
             "search.html",
+            status_code=400 if error else 200,
             town=town,
             principal=auth.current_principal(request),
             query=query,
             results=results,
-            searched=bool(query),
+            error=error,
+            searched=bool(query) and not error,
         )
 
     @auth.require()
@@ -212,7 +219,10 @@ def create_app(config: BoxConfig) -> Starlette:
         query = _query(request)
         if not query:
             return JSONResponse({"error": "検索語を入力してください。"}, status_code=400)
-        results = [dataclasses.asdict(row) for row in town.search(query)]
+        try:
+            results = [dataclasses.asdict(row) for row in town.search(query)]
+        except QueryError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"town": town.code, "as_of": town.as_of, "results": results})
 
     async def health(request: Request) -> JSONResponse:

@@ -199,3 +199,39 @@ def run(names: list[str] | None, seed: int | None, quick: bool) -> dict[str, Any
 
 def to_json(result: dict[str, Any]) -> str:
     return json.dumps(result, ensure_ascii=False, sort_keys=True)
+
+
+@figure_group("unlock")
+def bench_unlock(seed: int, quick: bool) -> Figures:
+    """A clerk's login opening the largest town on a box: argon2id (MODERATE) unwrap,
+    unseal the town keys, open and load the sealed blobs, build the search index."""
+    from cloud.custody import Custody
+    from cloud.importer import import_export
+    from cloud.synthetic import generate
+    from edge.replica import BoxReplica
+    from edge.town import OpenTown
+    from shared.export_csv import write_export
+    from shared.storage import MemoryStorage
+
+    exports = generate(seed, residents_override={"15405": 300, "15581": 300} if quick else None)
+    largest = max(exports, key=lambda e: len(e.residents))
+    with tempfile.TemporaryDirectory(prefix="renkei-bench-") as tmp:
+        write_export(exports, Path(tmp))
+        hub = MemoryStorage()
+        custody = Custody.create()
+        import_export(Path(tmp), hub, custody=custody)
+    clerk = next(c for c in largest.clerks if c.on_roster)
+    password = "bench-" + "-".join(random.Random(seed).sample(["yuki", "kawa", "umi", "sora"], 4))
+    custody.provision_clerk(hub, clerk, password)
+    box = BoxReplica(MemoryStorage())
+    code = largest.town.code
+    copied = [(code, "credential", clerk.login_id), (code, "public"), ("federation", "hub-writer")]
+    box.storage.save_many(
+        [((code, "blob", k[2]), v) for k, v in hub.load_range((code, "sealed"))]
+        + [(key, hub.load(key) or b"") for key in copied]
+    )
+    with stopwatch() as took:
+        unlocked = box.unlock(code, clerk.login_id, password)
+        registry = box.open_registry(code, unlocked.keyring, shards=16)
+        OpenTown(code, code, "", registry)
+    return {"unlock_s": took(), "unlock_residents": float(len(largest.residents))}

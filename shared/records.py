@@ -17,6 +17,7 @@ import enum
 import json
 import types
 import typing
+from collections.abc import Callable
 from datetime import date
 from typing import Any, TypeVar
 
@@ -96,25 +97,36 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _decode(tp: Any, value: Scalar) -> Any:
-    tp, optional = _unwrap_optional(tp)
-    if value is None:
-        if optional:
-            return None
-        raise ValueError(f"missing value for {tp}")
-    if tp is date:
-        return date.fromisoformat(str(value))
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(value)
-    if tp is bool:
-        return bool(value)
-    if tp is int:
-        return int(value)
-    if tp is str:
-        return str(value)
-    if typing.get_origin(tp) is tuple:
-        return _from_json(tp, json.loads(str(value)))
-    raise TypeError(f"cannot decode {tp}")
+Decoder = Callable[[Scalar], Any]
+
+
+def _iso_date(value: Any) -> date:
+    return date.fromisoformat(value)
+
+
+def _decoder(tp: Any) -> Decoder:
+    """A function turning a stored scalar back into a value of type `tp`, built once per
+    field: `from_record` runs for every resident each time a town opens."""
+    inner, optional = _unwrap_optional(tp)
+    convert: Callable[[Any], Any]
+    if inner is date:
+        convert = _iso_date
+    elif (isinstance(inner, type) and issubclass(inner, enum.Enum)) or inner in (bool, int, str):
+        convert = inner
+    elif typing.get_origin(inner) is tuple:
+        def convert(value: Any) -> Any:
+            return _from_json(inner, json.loads(str(value)))
+    else:
+        raise TypeError(f"cannot decode {tp}")
+
+    def decode(value: Scalar) -> Any:
+        if value is None:
+            if optional:
+                return None
+            raise ValueError(f"missing value for {inner}")
+        return convert(value)
+
+    return decode
 
 
 def _from_json(tp: Any, data: Any) -> Any:
@@ -157,20 +169,36 @@ def to_record(obj: Any) -> Record:
     return record
 
 
+_DecodePlan = list[tuple[str, Decoder | None, type[Any] | None, list[str]]]
+_DECODE_PLANS: dict[type[Any], _DecodePlan] = {}
+
+
+def _decode_plan(cls: type[Any]) -> _DecodePlan:
+    """(field, decoder, nested dataclass, nested keys) per field, computed once."""
+    if cls not in _DECODE_PLANS:
+        plan: _DecodePlan = []
+        for name, nested in _field_plan(cls):
+            if nested is not None:
+                keys = [f"{name}.{sub}" for sub, _ in _field_plan(nested)]
+                plan.append((name, None, nested, keys))
+            else:
+                plan.append((name, _decoder(_hints(cls)[name]), None, []))
+        _DECODE_PLANS[cls] = plan
+    return _DECODE_PLANS[cls]
+
+
 def from_record(cls: type[T], record: Record) -> T:
     kwargs: dict[str, Any] = {}
-    for name, tp in _hints(cls).items():
-        inner, _ = _unwrap_optional(tp)
-        if dataclasses.is_dataclass(inner) and isinstance(inner, type):
-            sub_values = {
-                sub: record.get(f"{name}.{sub}") for sub in _hints(inner)
-            }
-            if all(v is None for v in sub_values.values()):
-                kwargs[name] = None
+    for name, decode, nested, keys in _decode_plan(cls):
+        if nested is not None:
+            values = [record.get(key) for key in keys]
+            if any(v is not None for v in values):
+                subs = {key.split(".", 1)[1]: v for key, v in zip(keys, values, strict=True)}
+                kwargs[name] = from_record(nested, subs)
             else:
-                kwargs[name] = from_record(inner, sub_values)
-        elif name in record:
-            kwargs[name] = _decode(tp, record[name])
+                kwargs[name] = None
+        elif decode is not None and name in record:
+            kwargs[name] = decode(record[name])
     return cls(**kwargs)
 
 

@@ -133,6 +133,9 @@ def test_clerk_logs_in_and_finds_a_resident(
         assert person.id in [row["resident_id"] for row in api["results"]]
         page = client.get("/", params={"q": person.kana})
         assert person.name in page.text and "データの時点" in page.text
+        refused = client.get("/api/search", params={"q": person.my_number})
+        assert refused.status_code == 400  # 個人番号 is never a search key
+        assert "個人番号" in refused.json()["error"]
 
 
 def test_wrong_password_is_refused(federation: Federation) -> None:
