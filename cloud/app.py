@@ -11,7 +11,7 @@ out as blobs sealed to their town, clerks' keys wrapped under their passwords.
                                                    "names": {code: name}}
     GET /api/replica/{town}?box_town=C            {"as_of", "documents": {name: blob id},
                                                    "credentials": [login ids]}
-    GET /api/replica/{town}/blobs/{name}          a sealed blob
+    GET /api/replica/{town}/blobs/{name}?box_town=C   a sealed blob
     GET /api/replica/{town}/credentials/{login}?box_town=C   a clerk's credential record
 
 A box of another town receives only the credentials of the town's emergency roster.
@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from cloud.custody import HUB_WRITER_KEY, credential_is_for_roster
+from cloud.custody import HUB_WRITER_KEY, credential_is_for_roster, partner_copy_marker
 from cloud.store import TownStore, known_towns
 from shared.blobs import blob_id
 from shared.storage import SqliteStorage
@@ -96,6 +96,12 @@ def create_app(data_dir: Path) -> Starlette:
             {"hub_writer": writer.decode() if writer else None, "towns": towns, "names": names}
         )
 
+    def _area(storage: SqliteStorage, town: str, box_town: str) -> str:
+        """Partner boxes get the copy without 個人番号 where the town chose that option."""
+        if box_town != town and storage.load(partner_copy_marker(town)) is not None:
+            return "sealed-partner"
+        return "sealed"
+
     def _visible(storage: SqliteStorage, town: str, box_town: str) -> dict[str, bytes]:
         records = {k[2]: v for k, v in storage.load_range((town, "credential"))}
         if box_town == town:
@@ -106,7 +112,8 @@ def create_app(data_dir: Path) -> Starlette:
         storage = request.app.state.storage
         town = request.path_params["town"]
         box_town = request.query_params.get("box_town", "")
-        blobs = {key[2]: blob_id(blob).hex() for key, blob in storage.load_range((town, "sealed"))}
+        area = _area(storage, town, box_town)
+        blobs = {key[2]: blob_id(blob).hex() for key, blob in storage.load_range((town, area))}
         if not blobs:
             return JSONResponse({"error": "この町村の複製はありません。"}, status_code=404)
         return JSONResponse(
@@ -118,8 +125,10 @@ def create_app(data_dir: Path) -> Starlette:
         )
 
     async def sealed_blob(request: Request) -> Response:
-        key = (request.path_params["town"], "sealed", request.path_params["name"])
-        blob = request.app.state.storage.load(key)
+        storage = request.app.state.storage
+        town = request.path_params["town"]
+        area = _area(storage, town, request.query_params.get("box_town", ""))
+        blob = storage.load((town, area, request.path_params["name"]))
         if blob is None:
             return JSONResponse({"error": "指定された文書はありません。"}, status_code=404)
         return Response(blob, media_type="application/octet-stream")

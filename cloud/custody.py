@@ -14,6 +14,7 @@ The custodian publishes, for the boxes:
 Storage keys (next to the hub's registry store, see `cloud.store`):
 
     (town, "sealed", document)    sealed blob of the document's latest snapshot
+    (town, "sealed-partner", doc) the same without 個人番号, for partner boxes (option)
     (town, "credential", login)   a clerk's credential record (JSON)
     (town, "public")              the town's current public keys (JSON)
     ("federation", "hub-writer")  the hub's writer verify key (hex)
@@ -21,6 +22,7 @@ Storage keys (next to the hub's registry store, see `cloud.store`):
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from nacl.signing import SigningKey
 
 from shared import crypto
 from shared.blobs import BlobFields, seal_blob
+from shared.crdt import RecordDocument
 from shared.model import Clerk
 from shared.registry import TownRegistry
 from shared.storage import Storage, StorageKey
@@ -110,25 +113,35 @@ class Custody:
     # ------------------------------------------------------------------ publishing
 
     def publish_documents(
-        self, storage: Storage, registry: TownRegistry, names: list[str] | None = None
+        self,
+        storage: Storage,
+        registry: TownRegistry,
+        names: list[str] | None = None,
+        *,
+        partner_without_my_number: bool = False,
     ) -> None:
-        """Seal the latest snapshot of each named document (all by default)."""
+        """Seal the latest snapshot of each named document (all by default). With the
+        town's option `partner_without_my_number`, partner boxes get a second sealed copy
+        of each document with every 個人番号 emptied — rebuilt without history, since a
+        snapshot carries every earlier value in its history."""
         public = self.ring(registry.town_code).public
-        base_seq = _sequence_base()
+        seq = itertools.count(_sequence_base())
         items: list[tuple[StorageKey, bytes]] = []
-        for offset, name in enumerate(sorted(names if names is not None else registry.documents)):
-            blob = seal_blob(
-                registry.documents[name].export_snapshot(),
-                BlobFields(
-                    document=f"{registry.town_code}/{name}",
-                    writer_id=HUB_WRITER_ID,
-                    writer_seq=base_seq + offset,
-                ),
-                public,
-                self.writer,
-            )
-            items.append(((registry.town_code, "sealed", name), blob))
+
+        def sealed(name: str, data: bytes) -> bytes:
+            fields = BlobFields(f"{registry.town_code}/{name}", HUB_WRITER_ID, next(seq))
+            return seal_blob(data, fields, public, self.writer)
+
+        for name in sorted(names if names is not None else registry.documents):
+            document = registry.documents[name]
+            full = sealed(name, document.export_snapshot())
+            items.append(((registry.town_code, "sealed", name), full))
+            if partner_without_my_number:
+                stripped = without_my_number(document)
+                items.append(((registry.town_code, "sealed-partner", name), sealed(name, stripped)))
         items.append(((registry.town_code, "public"), json.dumps(public.to_json()).encode()))
+        if partner_without_my_number:
+            items.append((partner_copy_marker(registry.town_code), b"1"))
         items.append((HUB_WRITER_KEY, bytes(self.writer.verify_key).hex().encode()))
         storage.save_many(items)
 
@@ -171,6 +184,22 @@ class Custody:
             (clerk.town_code, "credential", clerk.login_id),
             json.dumps(record, ensure_ascii=False).encode(),
         )
+
+
+def partner_copy_marker(town: str) -> StorageKey:
+    return (town, "partner-without-my-number")
+
+
+def without_my_number(document: RecordDocument) -> bytes:
+    """A history-free copy of a document with every resident's 個人番号 emptied."""
+    copy = RecordDocument(document.name)
+    for table in document.tables():
+        for record_id, record in document.records(table).items():
+            if "my_number" in record:
+                record = {**record, "my_number": ""}
+            copy.set_fields(table, record_id, record)
+    copy.commit("partner copy without 個人番号")
+    return copy.export_snapshot()
 
 
 def _sequence_base() -> int:

@@ -16,7 +16,7 @@ written, so a day's import is a small delta.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,7 @@ def import_export(
     storage: Storage,
     shards: int = DEFAULT_SHARDS,
     custody: Custody | None = None,
+    partner_without_my_number: Collection[str] = (),
 ) -> ImportReport:
     """Import every town folder under `root` (one folder per town code). With the hub's
     `custody`, every changed document is also published as a sealed blob for the boxes."""
@@ -181,7 +182,12 @@ def import_export(
             if table == "support_blocks":  # a new block is never left waiting in a log
                 store.save_snapshots(registry, touched)
                 if custody is not None:
-                    custody.publish_documents(storage, registry, sorted(touched))
+                    custody.publish_documents(
+                        storage,
+                        registry,
+                        sorted(touched),
+                        partner_without_my_number=store.town_code in partner_without_my_number,
+                    )
             changed.setdefault(store.town_code, set()).update(touched)
         except ExportError as exc:
             result.error = str(exc)
@@ -200,7 +206,12 @@ def import_export(
         if custody is not None:
             sealed = {key[2] for key, _ in storage.load_range((store.town_code, "sealed"))}
             missing = set(registry.documents) - sealed
-            custody.publish_documents(storage, registry, sorted(touched | missing))
+            custody.publish_documents(
+                storage,
+                registry,
+                sorted(touched | missing),
+                partner_without_my_number=store.town_code in partner_without_my_number,
+            )
         storage.save_many(
             [
                 towns_entry(storage, store.town_code),

@@ -121,7 +121,9 @@ class BoxReplica:
             current = self.storage.load((town, "blob", name))
             if current is not None and blob_id(current).hex() == wanted:
                 continue
-            blob = client.get(f"/api/replica/{town}/blobs/{name}").raise_for_status().content
+            blob = client.get(
+                f"/api/replica/{town}/blobs/{name}", params={"box_town": box_town}
+            ).raise_for_status().content
             try:
                 header = verify_blob(blob, self._writer_lookup)
             except BlobError as exc:

@@ -23,6 +23,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--data", type=Path, default=Path("var/hub"), help="the hub's data folder"
     )
+    parser.add_argument(
+        "--partner-without-my-number",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="keep this town's 個人番号 out of its partners' replicas (repeatable)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -51,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     storage = SqliteStorage(hub_db_path(args.data))
     try:
-        report = import_export(args.export, storage, custody=custody)
+        report = import_export(
+            args.export,
+            storage,
+            custody=custody,
+            partner_without_my_number=set(args.partner_without_my_number),
+        )
         custody.save(args.data, passphrase)
     finally:
         storage.close()

@@ -143,3 +143,38 @@ def test_a_blob_not_signed_by_the_pinned_hub_is_refused(
         replica.pull(client, box_town="15307")
     assert storage.load_range(("15307", "blob")) == []
     storage.close()
+
+
+def test_option_keeps_my_number_out_of_partner_replicas(
+    tmp_path: Path, small_export_dir: Path, small_exports: list[TownExport]
+) -> None:
+    """With 15405's option on, the 15307 box holds 15405's residents without 個人番号
+    (even once opened with the town's keys), while 15405's own box holds them in full."""
+    hub_data = tmp_path / "hub"
+    hub_data.mkdir()
+    storage = SqliteStorage(hub_data / "hub.db")
+    custody = Custody.create()
+    report = import_export(
+        small_export_dir, storage, custody=custody, partner_without_my_number={"15405"}
+    )
+    assert report.ok
+    roster, _ = _clerks(read_town(small_export_dir / "15405"))
+    custody.provision_clerk(storage, roster, PASSWORD, kdf_limits=FAST)
+    storage.close()
+    boxes = {}
+    with serve(create_app(hub_data)) as url, httpx.Client(base_url=url) as client:
+        for code in ("15307", "15405"):
+            boxes[code] = BoxReplica(SqliteStorage(tmp_path / code / "replica.db"))
+            boxes[code].pull(client, box_town=code)
+    numbers = {}
+    for code, replica in boxes.items():
+        unlocked = replica.unlock("15405", roster.login_id, PASSWORD)
+        registry = replica.open_registry("15405", unlocked.keyring, shards=16)
+        numbers[code] = {r.id: r.my_number for r in registry.objects("residents")}
+        replica.storage.close()  # type: ignore[attr-defined]
+    izumozaki = next(e for e in small_exports if e.town.code == "15405")
+    assert numbers["15405"] == {r.id: r.my_number for r in izumozaki.residents}
+    assert set(numbers["15307"].values()) == {""}
+    # Nothing of the numbers anywhere in the partner box's files either.
+    hits = scan(tmp_path / "15307", [r for r in izumozaki.residents])
+    assert hits == []
