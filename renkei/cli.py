@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from renkei import __version__
 
 
-
 def command_modules() -> list[str]:
     package = importlib.import_module("renkei.commands")
     return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.ispkg)
