@@ -22,7 +22,6 @@ import html
 import ipaddress
 import json
 import os
-import shutil
 import socket
 import ssl
 import stat
@@ -40,6 +39,11 @@ import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
+if __name__ == "__main__":  # run as a helper script inside a namespace: find tests/netns.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from netns import CHROMIUM, CHROMIUM_ARGS, namespace_pair, nss_home
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -80,21 +84,6 @@ HOSTNAME = "box-15307.renkei.lan"
 ADDR_A, ADDR_B = "10.232.0.1", "10.232.0.2"
 PORT = 8443
 CLERK, PASSWORD, NAME = "tanaka", "Hanami-Sakura#2026-kouen", "田中 花子"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [  # as in tests/capabilities/test_cap_chromium.py
-    "--no-sandbox",  # we run as root in CI
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-domain-reliability",
-    "--no-pings",
-    "--disable-breakpad",
-    "--disable-dev-shm-usage",
-]
-
-
 # ---------------------------------------------------------------------------- demo box app
 
 
@@ -342,62 +331,10 @@ def test_https_on_loopback_verifies_only_with_the_federation_ca(
 # ---------------------------------------------------------------------------- browser in netns
 
 
-def _run(cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    if proc.returncode != 0:
-        pytest.fail(
-            f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}",
-            pytrace=False,
-        )
-    return proc
-
-
-def _need(command: str, package: str) -> str:
-    path = shutil.which(command)
-    if path is None:
-        pytest.fail(f"missing {command!r}: install Debian package {package!r} (scripts/setup.sh)")
-    return path
-
-
 @pytest.fixture
 def netns_pair() -> Iterator[tuple[str, str]]:
-    if os.geteuid() != 0:
-        pytest.fail("the browser-over-HTTPS test needs root (network namespaces)")
-    _need("ip", "iproute2")
-    pid = os.getpid()
-    ns_a, ns_b = f"rktls-a-{pid}", f"rktls-b-{pid}"
-    veth_a, veth_b = f"rkta{pid}", f"rktb{pid}"  # <= 15 chars (IFNAMSIZ)
-    created: list[str] = []
-    try:
-        for ns in (ns_a, ns_b):
-            _run(["ip", "netns", "add", ns])
-            created.append(ns)
-        # each veth end is created directly inside its namespace: none touches the host's
-        _run(["ip", "link", "add", veth_a, "netns", ns_a, "type", "veth",
-              "peer", "name", veth_b, "netns", ns_b])  # fmt: skip
-        for ns, veth, addr in ((ns_a, veth_a, ADDR_A), (ns_b, veth_b, ADDR_B)):
-            _run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", veth])
-            _run(["ip", "-n", ns, "link", "set", "lo", "up"])
-            _run(["ip", "-n", ns, "link", "set", veth, "up"])
-        yield ns_a, ns_b
-    finally:
-        for ns in created:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert ns_a not in left and ns_b not in left, left
-
-
-def _nss_home(base: Path, ca_file: Path | None) -> Path:
-    """A HOME whose NSS database trusts `ca_file` as a TLS root (none if None)."""
-    home = base / ("home-with-ca" if ca_file else "home-without-ca")
-    nssdb = home / ".pki" / "nssdb"
-    nssdb.mkdir(parents=True)
-    certutil = _need("certutil", "libnss3-tools")
-    _run([certutil, "-N", "-d", f"sql:{nssdb}", "--empty-password"])
-    if ca_file is not None:
-        _run([certutil, "-A", "-d", f"sql:{nssdb}", "-n", "Renkei Federation CA",
-              "-t", "C,,", "-i", str(ca_file)])  # fmt: skip
-    return home
+    with namespace_pair("rktls", ADDR_A, ADDR_B) as pair:
+        yield pair
 
 
 def test_browser_logs_in_over_https_with_the_federation_ca(
@@ -418,8 +355,8 @@ def test_browser_logs_in_over_https_with_the_federation_ca(
         assert server.stdout is not None
         ready = server.stdout.readline()
         assert ready.strip() == "READY", (ready, server.stderr.read() if server.stderr else "")
-        with_ca = _nss_home(tmp_path, pki["ca_file"])
-        without_ca = _nss_home(tmp_path, None)
+        with_ca = nss_home(tmp_path, pki["ca_file"])
+        without_ca = nss_home(tmp_path, None)
         out = tmp_path / "browser.json"
         browser = subprocess.run(
             ["ip", "netns", "exec", ns_b, "env", f"HOME={with_ca}", sys.executable, script,
