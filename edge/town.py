@@ -8,6 +8,7 @@ gone when the process ends.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from shared import model
 from shared.registry import TownRegistry
@@ -38,6 +39,15 @@ class OpenTown:
         self.registry = registry
         self.index = SearchIndex(code)
         self.index.build(registry.residents_with_households())
+
+    @property
+    def as_of_label(self) -> str:
+        """The export time as a clerk reads it: 令和8年11月26日 2時00分."""
+        try:
+            moment = datetime.fromisoformat(self.as_of)
+        except ValueError:
+            return self.as_of or "不明"
+        return f"{to_wareki(moment.date())} {moment.hour}時{moment.minute:02d}分"
 
     def search(self, query: str, limit: int = 20) -> list[ResultRow]:
         rows = []
