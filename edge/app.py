@@ -10,7 +10,12 @@ logs in with their usual ID and password, and every town is sealed again on rest
     POST /logout           end the session
     GET  /                 search page of the session's town; ?q= runs a search
     GET  /api/search?q=    {"town", "as_of", "results": [...]}
+    POST /clock/confirm    a supervisor confirms the date after a power loss
     GET  /api/health       {"status": "ok", "town": code, "open": [codes]}
+
+Time (BRIEF §3): the box keeps a floor from the newest signed time it has seen (a clerk
+certificate's issue time, signed by the town) and refuses logins while its clock is
+behind it; after a power loss (a new boot id) a supervisor confirms the date first.
 
 A partner town cannot be opened here yet: that takes an emergency activation (覚書 §2).
 """
@@ -36,9 +41,12 @@ from starlette.routing import Route
 from edge import auth
 from edge.replica import BoxReplica, ReplicaError, UnlockError
 from edge.town import OpenTown
+from shared.clock import ClockBehindFloor, ClockError, TrustedClock
+from shared.model import Role
 from shared.registry import DEFAULT_SHARDS
 from shared.search import QueryError
 from shared.storage import SqliteStorage
+from shared.wareki import to_wareki
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,7 @@ class Box:
         self.replica = BoxReplica(self.storage)
         self.throttle = auth.LoginThrottle(config.data_dir / "logins.db")
         self.sessions = auth.SessionStore()
+        self.clock = TrustedClock(config.data_dir / "clock.json")
         self.open_towns: dict[str, OpenTown] = {}
         self.hub_reachable = False
         self._opening = asyncio.Lock()
@@ -95,6 +104,8 @@ class Box:
             unlocked = await asyncio.to_thread(self.replica.unlock, town, login_id, password)
         except UnlockError:
             return None
+        # The town signed this certificate: the box's clock may never again be behind it.
+        self.clock.observe_signed_time(unlocked.certificate.issued_at.timestamp())
         async with self._opening:
             if town not in self.open_towns:
                 registry = await asyncio.to_thread(
@@ -159,6 +170,11 @@ def create_app(config: BoxConfig) -> Starlette:
             log.warning("partner town %s refused without activation (login %r)", town, login_id)
             return login_form(request, MSG_ACTIVATION_NEEDED, 403)
         try:
+            box.clock.now()
+        except ClockBehindFloor as exc:
+            log.error("clock behind the floor of signed time: %s", exc)
+            return login_form(request, str(exc), 503)
+        try:
             principal = await auth.log_in(
                 sessions=box.sessions,
                 throttle=box.throttle,
@@ -189,6 +205,13 @@ def create_app(config: BoxConfig) -> Starlette:
 
     @auth.require()
     async def search_page(request: Request) -> Response:
+        if box.clock.needs_date_confirmation:
+            return render(
+                "confirm_date.html",
+                principal=auth.current_principal(request),
+                today=to_wareki(box.clock.today()),
+                may_confirm=_is_supervisor(request),
+            )
         town = _town(request)
         if town is None:  # the town was sealed again since this session began
             response = RedirectResponse("/login", status_code=303)
@@ -225,6 +248,22 @@ def create_app(config: BoxConfig) -> Starlette:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"town": town.code, "as_of": town.as_of, "results": results})
 
+    def _is_supervisor(request: Request) -> bool:
+        principal = auth.current_principal(request)
+        return principal is not None and Role.SUPERVISOR in principal.roles
+
+    @auth.require({Role.SUPERVISOR})
+    async def confirm_date(request: Request) -> Response:
+        principal = auth.current_principal(request)
+        assert principal is not None
+        try:
+            box.clock.confirm_date(principal.login_id, box.clock.today())
+        except ClockError as exc:
+            return render("confirm_date.html", status_code=409, principal=principal,
+                          today=to_wareki(box.clock.today()), may_confirm=True, error=str(exc))
+        log.info("date confirmed after power loss by %r", principal.login_id)
+        return RedirectResponse("/", status_code=303)
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
             {"status": "ok", "town": config.town_code, "open": sorted(box.open_towns)}
@@ -236,6 +275,7 @@ def create_app(config: BoxConfig) -> Starlette:
             Route("/login", login_submit, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
             Route("/", search_page),
+            Route("/clock/confirm", confirm_date, methods=["POST"]),
             Route("/api/search", search_api),
             Route("/api/health", health),
         ],
