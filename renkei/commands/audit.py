@@ -1,0 +1,164 @@
+"""`renkei audit verify`: check a town's audit chains at the hub and name the first bad entry.
+
+The entries are sealed to the town, so reading them needs the town's keys: the command
+opens the hub's key custody with the operator's passphrase (RENKEI_HUB_PASSPHRASE, or
+asked on the terminal, as `renkei import` does) and reads the hub's store. Writers' keys
+come from the clerk certificates the hub holds (checked against the town's keys), from
+the hub's writer directory (town, "audit-writer", writer), the hub's own writer key
+(writer "hub") and from `--writers`; anchors
+(chain heads seen by peers, the hub or in certificates' QR codes) from the hub's anchor
+store and from `--anchors`. Exit 0: every chain verifies; 1: a problem, the first bad
+entry named; 2: the command could not run (no custody, wrong passphrase, unknown town).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("audit", help="check the towns' audit chains (監査ログ)")
+    actions = parser.add_subparsers(
+        dest="audit_action", metavar="ACTION", help="what to do with the audit chains"
+    )
+    verify = actions.add_parser(
+        "verify",
+        help="verify every audit chain of a town and name the first bad entry",
+        description=(
+            "Open the town's audit chains at the hub with its keys (operator passphrase from "
+            "RENKEI_HUB_PASSPHRASE or the terminal) and check signatures, sequence, hash "
+            "links and anchors. Exit 1 names the first bad entry."
+        ),
+    )
+    verify.add_argument("--data", type=Path, default=Path("var/hub"), help="the hub's data folder")
+    verify.add_argument("--town", required=True, help="town code, e.g. 15307")
+    verify.add_argument(
+        "--anchors",
+        type=Path,
+        action="append",
+        default=[],
+        help="JSON file of chain heads seen elsewhere (a list of {writer, seq, hash}); "
+        "may be given more than once",
+    )
+    verify.add_argument(
+        "--writers",
+        type=Path,
+        help="JSON file mapping writer ids to Ed25519 verify keys (hex), for writers the "
+        "hub's directory does not list",
+    )
+    verify.add_argument(
+        "--json", action="store_true", help="print the report as JSON instead of Japanese text"
+    )
+    verify.set_defaults(func=run_verify)
+    parser.set_defaults(func=lambda _args: _usage(parser))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _writer_keys(storage: Any, ring: Any, hub_writer: Any, extra: Path | None) -> Any:
+    from nacl.signing import VerifyKey
+
+    from shared.audit import WriterDirectory
+    from shared.crypto import ClerkCertificate, CryptoError, verify_clerk_certificate
+
+    town = ring.town
+    publics = {keys.epoch: keys.public for keys in ring}
+    certs = []
+    records = storage.load_range((town, "credential")) + storage.load_range((town, "clerk-cert"))
+    for _key, raw in records:
+        try:
+            data = json.loads(raw)
+            cert = ClerkCertificate.from_json(data.get("certificate", data))
+            public = publics.get(cert.epoch)
+            if public is not None:
+                certs.append(verify_clerk_certificate(cert, public))
+        except (ValueError, KeyError, TypeError, AttributeError, CryptoError):
+            continue  # a writer whose key cannot be established shows as unknown
+    others: dict[str, VerifyKey] = {"hub": hub_writer}
+    for key, raw in storage.load_range((town, "audit-writer")):
+        others[key[-1]] = VerifyKey(bytes.fromhex(raw.decode().strip()))
+    if extra is not None:
+        for writer, hex_key in json.loads(extra.read_text(encoding="utf-8")).items():
+            others[writer] = VerifyKey(bytes.fromhex(hex_key))
+    return WriterDirectory(clerks=certs, others=others)
+
+
+def _anchors(storage: Any, town: str, files: list[Path]) -> dict[str, Any]:
+    from shared.audit import AnchorStore, ChainHead
+
+    anchors = AnchorStore(storage, town).all()
+    for path in files:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        items = data.values() if isinstance(data, dict) else data
+        for item in items:
+            head = ChainHead.from_json(item)
+            if head.writer not in anchors or anchors[head.writer].seq <= head.seq:
+                anchors[head.writer] = head
+    return anchors
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from cloud.app import hub_db_path
+    from cloud.custody import Custody, CustodyError
+    from renkei.commands.import_ import hub_passphrase
+    from shared.audit import AuditError, verify_town
+    from shared.storage import SqliteStorage
+
+    db = hub_db_path(args.data)
+    if not db.exists():
+        print(f"ハブのデータがありません: {db}", file=sys.stderr)
+        return 2
+    try:
+        custody = Custody.load(args.data, hub_passphrase())
+    except CustodyError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    ring = custody.rings.get(args.town)
+    if ring is None:
+        print(
+            f"町 {args.town} の鍵がハブにありません。町コードを確認してください。", file=sys.stderr
+        )
+        return 2
+    storage = SqliteStorage(db)
+    try:
+        try:
+            writers = _writer_keys(storage, ring, custody.writer.verify_key, args.writers)
+            anchors = _anchors(storage, args.town, args.anchors)
+        except (OSError, ValueError, AuditError) as exc:
+            print(f"書き手の鍵または基準点のファイルが読めません: {exc}", file=sys.stderr)
+            return 2
+        report = verify_town(storage, ring, writers, anchors)
+    finally:
+        storage.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "town": report.town,
+                    "ok": report.ok,
+                    "heads": {w: h.to_json() for w, h in report.heads.items()},
+                    "problems": [
+                        {
+                            "writer": p.writer,
+                            "seq": p.seq,
+                            "fault": str(p.fault),
+                            "detail": p.detail,
+                        }
+                        for p in report.problems
+                    ],
+                    "warnings": report.warnings,
+                },
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
+    else:
+        print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
