@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -39,12 +39,12 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from edge import auth
-from edge.replica import BoxReplica, ReplicaError, UnlockError
-from edge.town import OpenTown
+from edge.replica import BoxReplica, ReplicaError
+from edge.town import ResultRow
+from edge.workers import WorkerGone, WorkerPool
 from shared.clock import ClockBehindFloor, ClockError, TrustedClock
 from shared.model import Role
 from shared.registry import DEFAULT_SHARDS
-from shared.search import QueryError
 from shared.storage import SqliteStorage
 from shared.wareki import to_wareki
 
@@ -79,9 +79,12 @@ class Box:
         self.throttle = auth.LoginThrottle(config.data_dir / "logins.db")
         self.sessions = auth.SessionStore()
         self.clock = TrustedClock(config.data_dir / "clock.json")
-        self.open_towns: dict[str, OpenTown] = {}
+        self.workers = WorkerPool(config.data_dir, config.shards)
+        # session id -> the capability the town's worker issued for it; pending holds a
+        # capability between the worker's yes and the session's creation.
+        self.capabilities: dict[str, str] = {}
+        self._pending: dict[tuple[str, str], str] = {}
         self.hub_reachable = False
-        self._opening = asyncio.Lock()
 
     def pull_once(self) -> None:
         try:
@@ -100,25 +103,38 @@ class Box:
     async def check_credentials(
         self, town: str, login_id: str, password: str
     ) -> auth.Identity | None:
-        try:
-            unlocked = await asyncio.to_thread(self.replica.unlock, town, login_id, password)
-        except UnlockError:
+        """The password goes to the town's worker, which alone unwraps keys."""
+        await self.workers.ensure(town)
+        answer = await self.workers.request(
+            town, {"op": "unlock", "login_id": login_id, "password": password}
+        )
+        if not answer.get("ok"):
             return None
         # The town signed this certificate: the box's clock may never again be behind it.
-        self.clock.observe_signed_time(unlocked.certificate.issued_at.timestamp())
-        async with self._opening:
-            if town not in self.open_towns:
-                registry = await asyncio.to_thread(
-                    self.replica.open_registry, town, unlocked.keyring, self.config.shards
-                )
-                name, as_of = self.replica.town_name(town), self.replica.as_of(town)
-                self.open_towns[town] = await asyncio.to_thread(
-                    OpenTown, town, name, as_of, registry
-                )
-                log.info("town %s opened by login %r", town, login_id)
-        return auth.Identity(unlocked.display_name, frozenset(unlocked.certificate.roles))
+        self.clock.observe_signed_time(float(answer["issued_at"]))
+        self._pending[(town, login_id)] = str(answer["capability"])
+        return auth.Identity(
+            str(answer["display_name"]), frozenset(Role(r) for r in answer["roles"])
+        )
 
-    def close(self) -> None:
+    def bind(self, principal: auth.Principal) -> None:
+        key = (principal.town_code, principal.login_id)
+        self.capabilities[principal.session_id] = self._pending.pop(key)
+
+    async def ask(self, principal: auth.Principal, message: dict[str, Any]) -> dict[str, Any]:
+        """A request to the session's town worker, with the session's capability; a dead
+        worker means the town was sealed: its sessions end."""
+        capability = self.capabilities.get(principal.session_id, "")
+        try:
+            return await self.workers.request(
+                principal.town_code, {**message, "capability": capability}
+            )
+        except WorkerGone:
+            self.sessions.revoke_town(principal.town_code)
+            raise
+
+    async def close(self) -> None:
+        await self.workers.stop()
         self.throttle.close()
         self.storage.close()
 
@@ -136,7 +152,7 @@ def create_app(config: BoxConfig) -> Starlette:
             puller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await puller
-            box.close()
+            await box.close()
 
     def render(name: str, status_code: int = 200, **context: object) -> HTMLResponse:
         html = _templates.get_template(name).render(box=box, **context)
@@ -186,12 +202,18 @@ def create_app(config: BoxConfig) -> Starlette:
             )
         except auth.AuthError as exc:
             return login_form(request, str(exc), 401)
+        box.bind(principal)
         response = RedirectResponse(auth.safe_next(form.get("next")), status_code=303)
         auth.set_session_cookie(response, principal)
         return response
 
     @auth.require()
     async def logout(request: Request) -> Response:
+        principal = auth.current_principal(request)
+        if principal is not None:
+            with contextlib.suppress(WorkerGone):
+                await box.ask(principal, {"op": "close"})
+            box.capabilities.pop(principal.session_id, None)
         response = RedirectResponse("/login", status_code=303)
         auth.log_out(request, response)
         return response
@@ -199,35 +221,48 @@ def create_app(config: BoxConfig) -> Starlette:
     def _query(request: Request) -> str:
         return request.query_params.get("q", "").strip()[:MAX_QUERY_CHARS]
 
-    def _town(request: Request) -> OpenTown | None:
+    async def _search(request: Request, query: str) -> dict[str, Any] | None:
+        """The worker's answer (the town's name and as-of time alone for an empty query),
+        or None when the town was sealed again (worker gone or the capability no longer
+        valid): the session is over."""
         principal = auth.current_principal(request)
-        return None if principal is None else box.open_towns.get(principal.town_code)
+        assert principal is not None
+        message = {"op": "search", "query": query} if query else {"op": "info"}
+        try:
+            answer = await box.ask(principal, message)
+        except WorkerGone:
+            return None
+        if not answer.get("ok") and not answer.get("query_error"):
+            return None
+        return answer
+
+    def _sealed_again(request: Request) -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        auth.log_out(request, response)
+        return response
 
     @auth.require()
     async def search_page(request: Request) -> Response:
+        principal = auth.current_principal(request)
         if box.clock.needs_date_confirmation:
             return render(
                 "confirm_date.html",
-                principal=auth.current_principal(request),
+                principal=principal,
                 today=to_wareki(box.clock.today()),
                 may_confirm=_is_supervisor(request),
             )
-        town = _town(request)
-        if town is None:  # the town was sealed again since this session began
-            response = RedirectResponse("/login", status_code=303)
-            auth.log_out(request, response)
-            return response
         query = _query(request)
-        results, error = [], ""
-        try:
-            results = town.search(query) if query else []
-        except QueryError as exc:
-            error = str(exc)
+        answer = await _search(request, query)
+        if answer is None:
+            return _sealed_again(request)
+        error = "" if answer.get("ok") else str(answer.get("error", ""))
+        results = [ResultRow(**row) for row in answer.get("rows", [])]
+        town = {"name": answer.get("name", ""), "as_of_label": answer.get("as_of_label", "")}
         return render(
             "search.html",
             status_code=400 if error else 200,
             town=town,
-            principal=auth.current_principal(request),
+            principal=principal,
             query=query,
             results=results,
             error=error,
@@ -236,17 +271,17 @@ def create_app(config: BoxConfig) -> Starlette:
 
     @auth.require()
     async def search_api(request: Request) -> JSONResponse:
-        town = _town(request)
-        if town is None:
-            return JSONResponse({"error": auth.MSG_LOGIN_REQUIRED}, status_code=401)
         query = _query(request)
         if not query:
             return JSONResponse({"error": "検索語を入力してください。"}, status_code=400)
-        try:
-            results = [dataclasses.asdict(row) for row in town.search(query)]
-        except QueryError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"town": town.code, "as_of": town.as_of, "results": results})
+        answer = await _search(request, query)
+        if answer is None:
+            return JSONResponse({"error": auth.MSG_LOGIN_REQUIRED}, status_code=401)
+        if not answer.get("ok"):
+            return JSONResponse({"error": answer.get("error", "")}, status_code=400)
+        return JSONResponse(
+            {"town": answer["town"], "as_of": answer["as_of"], "results": answer["rows"]}
+        )
 
     def _is_supervisor(request: Request) -> bool:
         principal = auth.current_principal(request)
@@ -266,7 +301,7 @@ def create_app(config: BoxConfig) -> Starlette:
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
-            {"status": "ok", "town": config.town_code, "open": sorted(box.open_towns)}
+            {"status": "ok", "town": config.town_code, "open": await box.workers.open_towns()}
         )
 
     return Starlette(

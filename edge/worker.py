@@ -1,0 +1,161 @@
+"""One worker process per open town: the only place on a box where a town's keys and
+decrypted records live (BRIEF §3 Isolation).
+
+The web front never sees a key or a record beyond the rows of the page it renders. It
+talks to a town's worker over a UNIX socket only that box's user can open, one JSON
+object per line each way:
+
+    {"op": "unlock", "login_id": ..., "password": ...}
+        -> {"ok": true, "capability": C, "display_name": ..., "roles": [...],
+            "issued_at": seconds}   or {"ok": false, "error": message}
+    {"op": "search", "capability": C, "query": ...}
+        -> {"ok": true, "as_of": ..., "rows": [...]}   or {"ok": false, "error": ...}
+    {"op": "info", "capability": C}   -> {"ok": true, "name", "as_of", "as_of_label"}
+    {"op": "close", "capability": C}  -> {"ok": true}     (the session ended)
+    {"op": "ping"}                    -> {"ok": true, "town": code, "open": bool}
+
+A capability is a random token the worker issues at a successful unlock and checks on
+every later request: a bug in the front's session handling can at worst replay a
+capability of the same town, never reach another town's worker, which holds neither
+that town's keys nor its capabilities. Killing a worker seals its town; the other towns'
+workers are untouched.
+
+The worker opens the sealed replica store read-only in spirit (it reads blobs and
+credentials; only the front's puller writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from edge.replica import BoxReplica, UnlockError
+from edge.town import OpenTown
+from shared.search import QueryError
+from shared.storage import SqliteStorage
+
+log = logging.getLogger("renkei.worker")
+
+MAX_LINE = 64 * 1024
+
+
+class TownWorker:
+    def __init__(self, data_dir: Path, town: str, shards: int) -> None:
+        self.town = town
+        self.shards = shards
+        self.storage = SqliteStorage(data_dir / "replica.db")
+        self.replica = BoxReplica(self.storage)
+        self.open: OpenTown | None = None
+        self.capabilities: dict[str, str] = {}  # capability -> login id
+
+    def unlock(self, login_id: str, password: str) -> dict[str, Any]:
+        try:
+            unlocked = self.replica.unlock(self.town, login_id, password)
+        except UnlockError as exc:
+            return {"ok": False, "error": str(exc)}
+        if self.open is None:
+            registry = self.replica.open_registry(self.town, unlocked.keyring, self.shards)
+            name, as_of = self.replica.town_name(self.town), self.replica.as_of(self.town)
+            self.open = OpenTown(self.town, name, as_of, registry)
+            log.info("town %s opened by login %r", self.town, login_id)
+        capability = secrets.token_urlsafe(32)
+        self.capabilities[capability] = login_id
+        return {
+            "ok": True,
+            "capability": capability,
+            "display_name": unlocked.display_name,
+            "roles": sorted(unlocked.certificate.roles),
+            "issued_at": unlocked.certificate.issued_at.timestamp(),
+        }
+
+    def search(self, capability: str, query: str | None) -> dict[str, Any]:
+        """Rows for `query`; with no query, only the town's name and as-of time."""
+        if capability not in self.capabilities or self.open is None:
+            return {"ok": False, "error": "denied"}
+        info = {
+            "town": self.town,
+            "name": self.open.name,
+            "as_of": self.open.as_of,
+            "as_of_label": self.open.as_of_label,
+        }
+        if query is None:
+            return {"ok": True, **info, "rows": []}
+        try:
+            rows = [dataclasses.asdict(r) for r in self.open.search(query)]
+        except QueryError as exc:
+            return {"ok": False, **info, "error": str(exc), "query_error": True}
+        return {"ok": True, **info, "rows": rows}
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "ping":
+            return {"ok": True, "town": self.town, "open": self.open is not None}
+        if op == "unlock":
+            return self.unlock(str(request.get("login_id", "")), str(request.get("password", "")))
+        if op == "search":
+            return self.search(str(request.get("capability", "")), str(request.get("query", "")))
+        if op == "info":
+            return self.search(str(request.get("capability", "")), None)
+        if op == "close":
+            self.capabilities.pop(str(request.get("capability", "")), None)
+            return {"ok": True}
+        return {"ok": False, "error": "unknown request"}
+
+
+async def _serve_connection(
+    worker: TownWorker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    try:
+        while line := await reader.readline():
+            if len(line) > MAX_LINE:
+                break
+            try:
+                request = json.loads(line)
+            except ValueError:
+                response: dict[str, Any] = {"ok": False, "error": "bad request"}
+            else:
+                # Argon2id, decryption and search are CPU work: keep the loop responsive.
+                response = await asyncio.to_thread(worker.handle, request)
+            writer.write(json.dumps(response, ensure_ascii=False).encode() + b"\n")
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def serve(data_dir: Path, town: str, socket_path: Path, shards: int) -> None:
+    worker = TownWorker(data_dir, town, shards)
+    if socket_path.exists():
+        socket_path.unlink()
+    old_umask = os.umask(0o077)  # the socket: the box's own user only
+    try:
+        server = await asyncio.start_unix_server(
+            lambda r, w: _serve_connection(worker, r, w), path=str(socket_path), limit=MAX_LINE
+        )
+    finally:
+        os.umask(old_umask)
+    print("READY", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="a town's worker process on a box")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--town", required=True)
+    parser.add_argument("--socket", type=Path, required=True)
+    parser.add_argument("--shards", type=int, default=16)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    asyncio.run(serve(args.data, args.town, args.socket, args.shards))
+
+
+if __name__ == "__main__":
+    main()
