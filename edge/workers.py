@@ -69,6 +69,8 @@ class WorkerPool:
             writer.write(json.dumps(message, ensure_ascii=False).encode() + b"\n")
             await writer.drain()
             line = await reader.readline()
+        except OSError as exc:  # the worker died mid-request
+            raise WorkerGone(town) from exc
         finally:
             writer.close()
             with contextlib.suppress(OSError):
