@@ -26,8 +26,14 @@ def squash(text: str) -> str:
 
 
 def in_order(text: str, items: list[str]) -> bool:
-    positions = [text.find(item) for item in items]
-    return -1 not in positions and positions == sorted(positions)
+    """Each item occurs after the previous one."""
+    position = 0
+    for item in items:
+        found = text.find(item, position)
+        if found < 0:
+            return False
+        position = found + len(item)
+    return True
 
 
 def family(export: TownExport, size: int = 6) -> tuple[Household, list[Resident]]:
