@@ -1,0 +1,226 @@
+"""A replica: its blob log and, for each town whose keys it holds, the town's documents.
+
+Any replica stores and forwards every blob of the towns it holds, readable or not (a box
+relays partner towns that are sealed on it; the hub relays everything). For a town whose
+key ring is open, each stored blob is also opened and applied:
+
+- the header is checked against the sealed contents (`shared.sync.content`); a mismatch
+  is flagged and the blob is not applied (it stays in the log: it is what was signed);
+- a Loro update whose dependencies this replica has not received yet raises
+  `CrdtPendingError`; it is kept as *pending* — visible in `pending()` — and retried
+  whenever another blob of that document is applied. The missing blobs arrive through
+  reconciliation: a writer's blob can only depend on blobs its writer held, which are in
+  that writer's log, so per-writer contiguity brings them. Nothing stays silently pending.
+
+Local edits go through `edit`: the registry applies the changes, each touched document's
+delta is sealed under the town's *public* key with the next sequence numbers of this
+replica's writer id, and stored in one transaction. An edit is acknowledged when `edit`
+returns: it is then durable and will reach every replica.
+
+A restart is a new `SyncReplica` over the same storage: the log index is read back and
+open towns are rebuilt from their blobs, with a fresh Loro peer id (`RecordDocument`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from shared.blobs import BlobError, BlobFields, open_blob, seal_blob
+from shared.crdt import CrdtError, CrdtPendingError
+from shared.crypto import KeyRing, TownPublic
+from shared.records import Record
+from shared.registry import DEFAULT_SHARDS, Change, TownRegistry
+from shared.storage import Storage, StorageKey
+from shared.sync import content, identity
+from shared.sync.errors import ContentError, SyncError
+from shared.sync.identity import Identity
+from shared.sync.log import Admit, BlobLog, BlobRef, Received, document_name, priority
+
+IDENTITY_KEY: StorageKey = ("sync", "identity")
+
+
+def load_or_create_identity(storage: Storage) -> Identity:
+    """The replica's writer identity, persisted with its log (its sequence numbers
+    continue across restarts; a wiped replica gets a new id)."""
+    seed = storage.load(IDENTITY_KEY)
+    if seed is not None:
+        return Identity.from_bytes(seed)
+    created = Identity.generate()
+    storage.save(IDENTITY_KEY, created.to_bytes())
+    return created
+
+
+def seal_documents(
+    log: BlobLog,
+    writer: Identity,
+    public: TownPublic,
+    data: Mapping[str, bytes],
+    kind: content.Kind = content.Kind.UPDATE,
+) -> list[Received]:
+    """Seal Loro bytes per document name as this writer's next blobs (支援措置 first) and
+    store them in one transaction. Needs only the town's public key: the hub's importer
+    and a sealed box write this way without being able to read."""
+    town = public.town
+    seq = log.next_seq(town, writer.writer_id)
+    blobs = []
+    for name in sorted(data, key=lambda n: (priority(n), n)):
+        document = f"{town}/{name}"
+        plaintext = content.pack(
+            content.Content(town, document, writer.writer_id, seq, kind, data[name])
+        )
+        fields = BlobFields(document, writer.writer_id, seq)
+        blobs.append(seal_blob(plaintext, fields, public, writer.signing_key))
+        seq += 1
+    return log.add_many(blobs)
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """Something a reader found wrong with a stored blob (kept, not applied)."""
+
+    kind: str  # "header-mismatch" | "undecryptable" | "not-content" | "bad-crdt"
+    town: str
+    writer: str
+    seq: int
+    detail: str
+
+
+class SyncReplica:
+    def __init__(
+        self,
+        storage: Storage,
+        writer: Identity,
+        *,
+        towns: Iterable[str] | None = None,
+        keyrings: Iterable[KeyRing] = (),
+        shards: int = DEFAULT_SHARDS,
+        admit: Admit | None = None,
+    ) -> None:
+        self.writer = writer
+        self.shards = shards
+        self.log = BlobLog(storage, towns=towns, admit=admit)
+        self.log.listeners.append(self._on_stored)
+        self.registries: dict[str, TownRegistry] = {}
+        self.flags: list[Flag] = []
+        self._keyrings: dict[str, KeyRing] = {}
+        self._pending: dict[tuple[str, str], dict[tuple[str, int], bytes]] = {}
+        self._writing = False
+        self._lookup = identity.lookup()
+        for ring in keyrings:
+            self.open_town(ring)
+
+    # ------------------------------------------------------------------ towns
+
+    def open_town(self, keyring: KeyRing) -> TownRegistry:
+        """Open a town (a clerk's login gave its key ring): apply every blob held."""
+        town = keyring.town
+        self._keyrings[town] = keyring
+        self.registries[town] = TownRegistry(town, shards=self.shards)
+        self._apply(town, [(ref, self.log.load(ref)) for ref in self.log.refs(town)])
+        return self.registries[town]
+
+    def close_town(self, town: str) -> None:
+        self._keyrings.pop(town, None)
+        self.registries.pop(town, None)
+        for key in [k for k in self._pending if k[0] == town]:
+            del self._pending[key]
+
+    def is_open(self, town: str) -> bool:
+        return town in self.registries
+
+    # ------------------------------------------------------------------ edits
+
+    def edit(self, town: str, changes: Sequence[Change], message: str = "") -> list[BlobRef]:
+        """Apply changes locally and store their deltas as this writer's next blobs.
+        Returns once durable (the edit is acknowledged)."""
+        registry = self.registries.get(town)
+        if registry is None:
+            raise SyncError(f"town {town} is not open on this replica")
+        deltas = registry.apply(changes, message)
+        self._writing = True
+        try:
+            results = seal_documents(self.log, self.writer, self._keyrings[town].public, deltas)
+        finally:
+            self._writing = False
+        return [r.ref for r in results if r.ref is not None]
+
+    # ------------------------------------------------------------------ applying
+
+    def _on_stored(self, items: list[tuple[BlobRef, bytes]]) -> None:
+        if self._writing:
+            return  # our own edits are in the documents already
+        by_town: dict[str, list[tuple[BlobRef, bytes]]] = {}
+        for ref, blob in items:
+            if ref.town in self.registries:
+                by_town.setdefault(ref.town, []).append((ref, blob))
+        for town, town_items in by_town.items():
+            self._apply(town, town_items)
+
+    def _flag(self, kind: str, ref: BlobRef, detail: str) -> None:
+        self.flags.append(Flag(kind, ref.town, ref.writer, ref.seq, detail))
+
+    def _apply(self, town: str, items: Iterable[tuple[BlobRef, bytes]]) -> None:
+        registry = self.registries[town]
+        keyring = self._keyrings[town]
+        touched: set[str] = set()
+        for ref, blob in items:
+            try:
+                header, plaintext = open_blob(blob, keyring, self._lookup)
+            except BlobError as exc:
+                self._flag("undecryptable", ref, str(exc))
+                continue
+            try:
+                record = content.unpack(plaintext)
+            except ContentError as exc:
+                self._flag("not-content", ref, str(exc))
+                continue
+            problems = content.mismatches(header, record)
+            if problems:
+                self._flag("header-mismatch", ref, "; ".join(problems))
+                continue
+            name = document_name(record.document)
+            try:
+                registry.document(name).import_bytes(record.data)
+            except CrdtPendingError:
+                self._pending.setdefault((town, name), {})[(ref.writer, ref.seq)] = record.data
+                continue
+            except CrdtError as exc:
+                self._flag("bad-crdt", ref, str(exc))
+                continue
+            touched.add(name)
+        for name in touched:
+            self._retry_pending(town, name)
+
+    def _retry_pending(self, town: str, name: str) -> None:
+        waiting = self._pending.get((town, name))
+        document = self.registries[town].document(name)
+        while waiting:
+            progress = False
+            for slot, data in list(waiting.items()):
+                try:
+                    document.import_bytes(data)
+                except CrdtPendingError:
+                    continue
+                except CrdtError:
+                    pass  # already refused once; nothing more to learn
+                del waiting[slot]
+                progress = True
+            if not progress:
+                break
+        if not waiting:
+            self._pending.pop((town, name), None)
+
+    # ------------------------------------------------------------------ reading
+
+    def pending(self) -> dict[tuple[str, str], list[tuple[str, int]]]:
+        """(town, document) → the (writer, seq) of blobs waiting for their dependencies."""
+        return {key: sorted(slots) for key, slots in self._pending.items() if slots}
+
+    def records(self, town: str, name: str, table: str) -> dict[str, Record]:
+        document = self.registries[town].documents.get(name)
+        return {} if document is None else document.records(table)
+
+    def version(self, town: str, name: str) -> bytes | None:
+        document = self.registries[town].documents.get(name)
+        return None if document is None else document.version()
