@@ -126,7 +126,7 @@ def test_clerk_logs_in_and_finds_a_resident(
     person = next(r for r in read_town(small_export_dir / "15307").residents if not r.removal)
     with _client(federation) as client:
         response = _log_in(client, "15307", federation.clerk, PASSWORD)
-        assert response.status_code == 303
+        assert response.status_code == 303, response.text[-600:]
         cookie = response.headers["set-cookie"]
         assert "Secure" in cookie and "HttpOnly" in cookie
         api = client.get("/api/search", params={"q": person.kana}).json()
