@@ -1,0 +1,115 @@
+"""The records a decision reads, indexed: one town's residents, households, 支援措置,
+tax and insurance — as a box holds them after opening the town.
+
+Why a separate view: decisions run once per request at the counter and must not scan a
+town of 14,000 people each time, and tests must be able to build a tiny town by hand.
+`TownData` is read-only; a new sync gives a new `TownData` (`with_blocks` for the small
+支援措置 document that arrives first).
+
+`synthetic` is declared by whoever builds the view: drill mode issues only from synthetic
+residents, and real mode never does (the model itself has no such marker).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+
+from shared.model import (
+    Household,
+    Installment,
+    NhiMember,
+    Resident,
+    SupportBlock,
+    TaxAssessment,
+    Town,
+    TownExport,
+    Vehicle,
+)
+
+
+@dataclass(frozen=True)
+class TownData:
+    town: Town
+    residents: dict[str, Resident]
+    households: dict[str, Household]
+    blocks: tuple[SupportBlock, ...]
+    assessments: dict[tuple[str, int], TaxAssessment] = field(default_factory=dict)
+    installments: dict[str, tuple[Installment, ...]] = field(default_factory=dict)
+    vehicles: dict[str, Vehicle] = field(default_factory=dict)
+    nhi: dict[str, NhiMember] = field(default_factory=dict)
+    synthetic: bool = False
+    _members: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    _by_vehicle: dict[str, tuple[Installment, ...]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        town: Town,
+        residents: Iterable[Resident],
+        households: Iterable[Household],
+        blocks: Iterable[SupportBlock] = (),
+        assessments: Iterable[TaxAssessment] = (),
+        installments: Iterable[Installment] = (),
+        vehicles: Iterable[Vehicle] = (),
+        nhi: Iterable[NhiMember] = (),
+        *,
+        synthetic: bool = False,
+    ) -> TownData:
+        people = {r.id: r for r in residents}
+        members: dict[str, list[str]] = defaultdict(list)
+        for person in people.values():
+            members[person.household_id].append(person.id)
+        by_taxpayer: dict[str, list[Installment]] = defaultdict(list)
+        by_vehicle: dict[str, list[Installment]] = defaultdict(list)
+        for inst in installments:
+            by_taxpayer[inst.taxpayer_id].append(inst)
+            if inst.vehicle_id:
+                by_vehicle[inst.vehicle_id].append(inst)
+        return cls(
+            town=town,
+            residents=people,
+            households={h.id: h for h in households},
+            blocks=tuple(blocks),
+            assessments={(a.resident_id, a.fiscal_year): a for a in assessments},
+            installments={k: tuple(v) for k, v in by_taxpayer.items()},
+            vehicles={v.id: v for v in vehicles},
+            nhi={m.resident_id: m for m in nhi},
+            synthetic=synthetic,
+            _members={k: tuple(v) for k, v in members.items()},
+            _by_vehicle={k: tuple(v) for k, v in by_vehicle.items()},
+        )
+
+    @classmethod
+    def from_export(cls, export: TownExport, *, synthetic: bool = False) -> TownData:
+        return cls.build(
+            export.town,
+            export.residents,
+            export.households,
+            export.support_blocks,
+            export.tax_assessments,
+            export.installments,
+            export.vehicles,
+            export.nhi_members,
+            synthetic=synthetic,
+        )
+
+    def with_blocks(self, blocks: Iterable[SupportBlock]) -> TownData:
+        """The same registry with a newer 支援措置 document."""
+        return replace(self, blocks=tuple(blocks))
+
+    def members_of(self, household_id: str, *, living_only: bool = True) -> list[Resident]:
+        people = (self.residents[i] for i in self._members.get(household_id, ()))
+        return [p for p in people if not (living_only and p.is_removed)]
+
+    def active_blocks(self, resident_id: str, day: date) -> list[SupportBlock]:
+        return [b for b in self.blocks if resident_id in b.protected_ids and b.active_on(day)]
+
+    def installments_of(self, taxpayer_id: str) -> Sequence[Installment]:
+        return self.installments.get(taxpayer_id, ())
+
+    def vehicle_installments(self, vehicle_id: str) -> Sequence[Installment]:
+        """Every 期 billed for this vehicle, whoever owned it then."""
+        return self._by_vehicle.get(vehicle_id, ())
