@@ -13,6 +13,7 @@ out as blobs sealed to their town, clerks' keys wrapped under their passwords.
                                                    "credentials": [login ids]}
     GET /api/replica/{town}/blobs/{name}?box_town=C   a sealed blob
     GET /api/replica/{town}/credentials/{login}?box_town=C   a clerk's credential record
+    GET /api/replica/{town}/certificates          every clerk certificate (public)
 
 A box of another town receives only the credentials of the town's emergency roster.
 (Enrolment — boxes proving who they are — comes with the sync protocol.)
@@ -33,6 +34,7 @@ from starlette.routing import Route
 
 from cloud.custody import HUB_WRITER_KEY, credential_is_for_roster, partner_copy_marker
 from cloud.store import TownStore, known_towns
+from cloud.sync_api import hub_service, sync_routes
 from shared.blobs import blob_id
 from shared.storage import SqliteStorage
 
@@ -133,6 +135,13 @@ def create_app(data_dir: Path) -> Starlette:
             return JSONResponse({"error": "指定された文書はありません。"}, status_code=404)
         return Response(blob, media_type="application/octet-stream")
 
+    async def certificates(request: Request) -> JSONResponse:
+        """Every provisioned clerk's town-signed certificate (public; no keys): host boxes
+        need the deputies' to check an activation's signature."""
+        town = request.path_params["town"]
+        records = request.app.state.storage.load_range((town, "credential"))
+        return JSONResponse([json.loads(r)["certificate"] for _, r in records])
+
     async def credential(request: Request) -> Response:
         town = request.path_params["town"]
         visible = _visible(
@@ -152,6 +161,7 @@ def create_app(data_dir: Path) -> Starlette:
             Route("/api/replica/{town:str}", replica),
             Route("/api/replica/{town:str}/blobs/{name:str}", sealed_blob),
             Route("/api/replica/{town:str}/credentials/{login:str}", credential),
+            Route("/api/replica/{town:str}/certificates", certificates),
         ],
         lifespan=lifespan,
     )

@@ -17,7 +17,11 @@ Time (BRIEF §3): the box keeps a floor from the newest signed time it has seen 
 certificate's issue time, signed by the town) and refuses logins while its clock is
 behind it; after a power loss (a new boot id) a supervisor confirms the date first.
 
-A partner town cannot be opened here yet: that takes an emergency activation (覚書 §2).
+    GET  /activation       a host supervisor's emergency-activation screen
+    POST /activation       accept (or, with action=revoke, revoke) a stricken town's code
+
+A partner town opens here only under an emergency activation (覚書 §2) signed by one of
+its deputies, naming this box and the visiting clerk, accepted by a host supervisor.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from edge import auth
 from edge.replica import BoxReplica, ReplicaError
 from edge.town import ResultRow
 from edge.workers import WorkerGone, WorkerPool
+from shared.activation import ActivationError, ActivationRegistry, TownTrust, jst
 from shared.clock import ClockBehindFloor, ClockError, TrustedClock
 from shared.model import Role
 from shared.registry import DEFAULT_SHARDS
@@ -66,6 +71,11 @@ class BoxConfig:
     data_dir: Path
     shards: int = DEFAULT_SHARDS
     pull_interval_s: float = 30.0
+    box_id: str = ""  # defaults to box-<town>
+
+    @property
+    def host_box(self) -> str:
+        return self.box_id or f"box-{self.town_code}"
 
 
 class Box:
@@ -85,6 +95,31 @@ class Box:
         self.capabilities: dict[str, str] = {}
         self._pending: dict[tuple[str, str], str] = {}
         self.hub_reachable = False
+        self.activations = ActivationRegistry(
+            self.storage,
+            host_town=config.town_code,
+            host_box=config.host_box,
+            clock=self.clock,
+            trust=self._trust,
+        )
+
+    def _trust(self, town: str) -> TownTrust | None:
+        public = self.replica.town_public(town)
+        if public is None:
+            return None
+        return TownTrust.of(public, self.replica.certificates(town))
+
+    def may_open(self, town: str, login_id: str) -> bool:
+        """Its own town opens for its clerks; a partner town only under an activation
+        (覚書 §2) naming this box and this clerk, unexpired and not revoked."""
+        if town == self.config.town_code:
+            return True
+        return self.activations.is_open_allowed(town, login_id)
+
+    async def seal(self, town: str) -> None:
+        """End a partner town's emergency on this box: sessions end, its worker stops."""
+        self.sessions.revoke_town(town)
+        await self.workers.stop_town(town)
 
     def pull_once(self) -> None:
         try:
@@ -182,7 +217,7 @@ def create_app(config: BoxConfig) -> Starlette:
         town = str(form.get("town", config.town_code))
         login_id = str(form.get("login_id", "")).strip()
         password = str(form.get("password", ""))
-        if town != config.town_code:
+        if not box.may_open(town, login_id):
             log.warning("partner town %s refused without activation (login %r)", town, login_id)
             return login_form(request, MSG_ACTIVATION_NEEDED, 403)
         try:
@@ -199,6 +234,7 @@ def create_app(config: BoxConfig) -> Starlette:
                 login_id=login_id,
                 password=password,
                 client=auth.client_address(request),
+                visiting=town != config.town_code,
             )
         except auth.AuthError as exc:
             return login_form(request, str(exc), 401)
@@ -299,6 +335,48 @@ def create_app(config: BoxConfig) -> Starlette:
         log.info("date confirmed after power loss by %r", principal.login_id)
         return RedirectResponse("/", status_code=303)
 
+    def _activation_page(
+        request: Request, message: str = "", error: str = "", status_code: int = 200
+    ) -> Response:
+        return render(
+            "activation.html",
+            status_code=status_code,
+            principal=auth.current_principal(request),
+            activations=box.activations.activations(),
+            jst=jst,
+            message=message,
+            error=error,
+        )
+
+    @auth.require({Role.SUPERVISOR})
+    async def activation_page(request: Request) -> Response:
+        return _activation_page(request)
+
+    @auth.require({Role.SUPERVISOR})
+    async def activation_submit(request: Request) -> Response:
+        """A host supervisor enters a stricken town's activation or revocation code."""
+        principal = auth.current_principal(request)
+        assert principal is not None
+        form = await request.form()
+        code = str(form.get("code", "")).strip()
+        try:
+            if form.get("action") == "revoke":
+                revocation = box.activations.revoke(code)
+                for accepted in box.activations.activations():
+                    if accepted.id == revocation.target:
+                        await box.seal(accepted.stricken_town)
+                return _activation_page(request, message="取消を受け付け、その町村を閉じました。")
+            accepted = box.activations.accept(code, host_supervisor=principal.login_id)
+        except ActivationError as exc:
+            return _activation_page(request, error=str(exc), status_code=400)
+        town_name = box.replica.town_name(accepted.stricken_town)
+        clerks = "、".join(accepted.clerks)
+        return _activation_page(
+            request,
+            message=f"{town_name}の緊急時利用開始を受け付けました（職員: {clerks}、"
+            f"期限: {jst(accepted.expires_at)}）。",
+        )
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
             {"status": "ok", "town": config.town_code, "open": await box.workers.open_towns()}
@@ -311,6 +389,8 @@ def create_app(config: BoxConfig) -> Starlette:
             Route("/logout", logout, methods=["POST"]),
             Route("/", search_page),
             Route("/clock/confirm", confirm_date, methods=["POST"]),
+            Route("/activation", activation_page, methods=["GET"]),
+            Route("/activation", activation_submit, methods=["POST"]),
             Route("/api/search", search_api),
             Route("/api/health", health),
         ],

@@ -9,6 +9,7 @@ town's keys, which open the blobs (BRIEF §3). A restart forgets all of it.
     (town, "blob", document)        sealed blob as the hub published it
     (town, "credential", login)     the clerk's credential record (wrapped keys)
     (town, "public")                the town's public keys (JSON)
+    (town, "certificates")          its clerks' town-signed certificates (JSON list)
     (town, "as-of")                 the hub's as-of time for the town
     ("federation", "hub-writer")    the hub's writer key, pinned at first contact
     ("federation", "towns")         the towns the box holds
@@ -79,6 +80,13 @@ class BoxReplica:
             return None
         return VerifyKey(bytes.fromhex(pinned.decode()))
 
+    def certificates(self, town: str) -> list[ClerkCertificate]:
+        """The town's clerk certificates (checked by whoever relies on them)."""
+        data = self.storage.load((town, "certificates"))
+        if data is None:
+            return []
+        return [ClerkCertificate.from_json(c) for c in json.loads(data)]
+
     def town_public(self, town: str) -> crypto.TownPublic | None:
         data = self.storage.load((town, "public"))
         return None if data is None else crypto.TownPublic.from_json(json.loads(data))
@@ -139,6 +147,8 @@ class BoxReplica:
         stale = {k for k, _ in self.storage.load_range((town, "credential"))} - {
             (town, "credential", login) for login in listing["credentials"]
         }
+        certificates = client.get(f"/api/replica/{town}/certificates").raise_for_status()
+        items.append(((town, "certificates"), certificates.content))
         items.append(((town, "public"), json.dumps(public).encode()))
         items.append(((town, "as-of"), str(listing["as_of"]).encode()))
         self.storage.save_many(items)

@@ -92,6 +92,13 @@ class WorkerPool:
         process = self.processes.get(town)
         return None if process is None else process.pid
 
+    async def stop_town(self, town: str) -> None:
+        process = self.processes.pop(town, None)
+        if process is not None and process.returncode is None:
+            process.terminate()
+            with contextlib.suppress(ProcessLookupError, TimeoutError):
+                await asyncio.wait_for(process.wait(), timeout=10)
+
     async def stop(self) -> None:
         for process in self.processes.values():
             if process.returncode is None:
