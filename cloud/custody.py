@@ -186,6 +186,35 @@ class Custody:
         )
 
 
+def rotate_town(
+    custody: Custody, storage: Storage, town: str, revoked: frozenset[str] = frozenset()
+) -> crypto.TownKeys:
+    """Start a new key epoch for a town (a lost box, a revoked clerk, or routine): every
+    clerk not revoked gets the new keys sealed to their public key and a new certificate
+    — no password needed —, a revoked clerk's credential is removed. The caller then
+    re-publishes the documents, which seals them under the new epoch. Revocation protects
+    only what is written from now on: old blobs stay readable with old keys."""
+    ring = custody.ring(town)
+    new = crypto.rotate(ring.current)
+    ring.add(new)
+    now = datetime.now(UTC)
+    for key, raw in storage.load_range((town, "credential")):
+        if key[2] in revoked:
+            storage.remove(key)
+            continue
+        record = json.loads(raw)
+        old = crypto.ClerkCertificate.from_json(record["certificate"])
+        clerk = crypto.ClerkPublic(town, old.login_id, old.sealing_key, old.verify_key)
+        certificate = crypto.issue_clerk_certificate(
+            new, clerk, roles=old.roles, on_roster=old.on_roster,
+            deputy_rank=old.deputy_rank, issued_at=now,
+        )  # fmt: skip
+        record["certificate"] = certificate.to_json()
+        record["town_keys"][str(new.epoch)] = crypto.seal_town_keys(new, clerk).hex()
+        storage.save(key, json.dumps(record, ensure_ascii=False).encode())
+    return new
+
+
 def partner_copy_marker(town: str) -> StorageKey:
     return (town, "partner-without-my-number")
 

@@ -14,11 +14,12 @@ from plaintext_scan import scan
 from servers import serve
 
 from cloud.app import create_app
-from cloud.custody import Custody
+from cloud.custody import Custody, rotate_town
 from cloud.importer import import_export
 from cloud.store import TownStore
 from edge.replica import BoxReplica, ReplicaError, UnlockError
 from shared import crypto
+from shared.blobs import BlobDecryptError
 from shared.export_csv import read_town
 from shared.model import Clerk, TownExport
 from shared.storage import SqliteStorage
@@ -178,3 +179,42 @@ def test_option_keeps_my_number_out_of_partner_replicas(
     # Nothing of the numbers anywhere in the partner box's files either.
     hits = scan(tmp_path / "15307", [r for r in izumozaki.residents])
     assert hits == []
+
+
+def test_after_rotation_a_revoked_clerks_old_keys_open_nothing_new(
+    tmp_path: Path, small_export_dir: Path
+) -> None:
+    hub_data = tmp_path / "hub"
+    hub_data.mkdir()
+    storage = SqliteStorage(hub_data / "hub.db")
+    custody = Custody.create()
+    assert import_export(small_export_dir, storage, custody=custody).ok
+    kept, revoked = _clerks(read_town(small_export_dir / "15307"))
+    for clerk in (kept, revoked):
+        custody.provision_clerk(storage, clerk, PASSWORD, kdf_limits=FAST)
+    stolen = storage.load(("15307", "credential", revoked.login_id))  # kept by the clerk
+    assert stolen is not None
+    new = rotate_town(custody, storage, "15307", revoked=frozenset({revoked.login_id}))
+    registry = TownStore(storage, "15307").load_registry(shards=16)
+    custody.publish_documents(storage, registry)
+    storage.close()
+    box = BoxReplica(SqliteStorage(tmp_path / "box" / "replica.db"))
+    with serve(create_app(hub_data)) as url, httpx.Client(base_url=url) as client:
+        box.pull(client, box_town="15307")
+    # The clerk who stayed opens the new epoch's data without having changed password.
+    unlocked = box.unlock("15307", kept.login_id, PASSWORD)
+    assert unlocked.keyring.current.epoch == new.epoch == 2
+    assert list(box.open_registry("15307", unlocked.keyring, shards=16).records("residents"))
+    # The revoked clerk is gone from the box, and their old record opens only epoch 1.
+    with pytest.raises(UnlockError):
+        box.unlock("15307", revoked.login_id, PASSWORD)
+    record = json.loads(stolen)
+    keys = crypto.unwrap_clerk_keys(bytes.fromhex(record["wrapped"]), PASSWORD)
+    old_ring = crypto.KeyRing(
+        "15307",
+        [crypto.open_town_keys(bytes.fromhex(v), keys) for v in record["town_keys"].values()],
+    )
+    assert old_ring.epochs == (1,)
+    with pytest.raises(BlobDecryptError):
+        box.open_registry("15307", old_ring, shards=16)
+    box.storage.close()  # type: ignore[attr-defined]
