@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from printing.canvas import CARD, Align, Canvas, Page
+from printing.canvas import CARD, Align, Canvas, Page, gc_paused
 from printing.errors import DocumentRefused
 from printing.fonts import FontRole
 from printing.qr import DocumentKind, PayloadFields, sign_payload
@@ -397,6 +397,19 @@ def finish(
     render: bool = True,
 ) -> PrintedDocument:
     """Footer on every page (page n/N), digest of the printed text, signed QR, PDF."""
+    with gc_paused():
+        return _finish(canvas, issue, kind, subject, signer, qr_pages, render)
+
+
+def _finish(
+    canvas: Canvas,
+    issue: Issue,
+    kind: DocumentKind,
+    subject: str,
+    signer: Signer,
+    qr_pages: set[int] | None,
+    render: bool,
+) -> PrintedDocument:
     total = len(canvas.pages)
     for n, page in enumerate(canvas.pages, start=1):
         draw_marks(page, issue)

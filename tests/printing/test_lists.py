@@ -18,6 +18,8 @@ from printing.lists import (
     MASKED,
     ROWS_PER_PAGE,
     address_sort_key,
+    page_count,
+    preview_first_page,
     render_resident_list,
     render_support_register,
 )
@@ -137,6 +139,28 @@ def test_first_page_renders_alone_before_the_rest(
     assert len(first) == 1 and len(full) == doc.pages
     assert first[0] == full[0]
     assert f"1/{doc.pages}" in squash(first[0])
+
+
+def test_preview_of_page_one_before_the_list_is_laid_out(
+    exports: dict[str, TownExport],
+    make_issue: IssueFactory,
+    signers: dict[str, Signer],
+    registry: FontRegistry,
+) -> None:
+    export = exports["15307"]
+    issue = make_issue(copy_number=1)
+    preview = pdftotext(
+        preview_first_page(issue, export.households, export.residents, registry=registry)
+    )
+    doc = render_resident_list(
+        issue, export.households, export.residents, signers["15307"], registry=registry
+    )
+    assert doc.pages == page_count(export.households, export.residents)
+    assert len(preview) == 1
+    final = pdftotext(doc.pdf)[0]
+    assert f"1/{doc.pages}" in squash(preview[0]) and "プレビュー" in preview[0]
+    rows = [line for line in final.splitlines() if "□在宅" in line]
+    assert rows and rows == [line for line in preview[0].splitlines() if "□在宅" in line]
 
 
 def test_support_register_consent_and_decision(
