@@ -235,3 +235,128 @@ def bench_unlock(seed: int, quick: bool) -> Figures:
         registry = box.open_registry(code, unlocked.keyring, shards=16)
         OpenTown(code, code, "", registry)
     return {"unlock_s": took(), "unlock_residents": float(len(largest.residents))}
+
+
+@figure_group("printing")
+def bench_printing(seed: int, quick: bool) -> Figures:
+    """Certificates (cold: the first one in a fresh process, fonts opened; warm: p95 of the
+    rest) and the 全住民一覧 of the largest town (whole list and first page, cold and warm)."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from cloud.synthetic import generate
+    from printing.certificates.juminhyo import JuminhyoItems, render_juminhyo
+    from printing.certificates.nhi import render_eligibility_card
+    from printing.certificates.tax import render_income_certificate, render_payment_certificate
+    from printing.fonts import FontRegistry
+    from printing.layout import Issue, IssueNumber, Signer
+    from printing.lists import preview_first_page, render_resident_list
+    from printing.standin_fonts import build_standin_fonts
+    from shared.crypto import ClerkKeys, TownKeys, issue_clerk_certificate
+    from shared.model import Role
+
+    rng = random.Random(seed)
+    exports = generate(seed, residents_override={"15307": 2000} if quick else None)
+    export = max(exports, key=lambda e: len(e.residents))
+    code = export.town.code
+    jst = timezone(timedelta(hours=9))
+    now = datetime(2026, 11, 27, 10, 0, tzinfo=jst)
+    town = TownKeys.generate(code)
+    clerk = ClerkKeys.generate(code, "bench")
+    cert = issue_clerk_certificate(
+        town,
+        clerk.public,
+        roles=[Role.CLERK],
+        on_roster=True,
+        issued_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    signer = Signer(clerk, cert, bytes(32), b"bench")
+    serial = iter(range(1, 10**6))
+
+    def issue(**changes: Any) -> Issue:
+        number = IssueNumber(now.date(), code, "B01", "T01", "P01", next(serial))
+        return Issue(export.town, number, now, now - timedelta(hours=8), **changes)
+
+    people = {r.id: r for r in export.residents}
+    households = {h.id: h for h in export.households}
+    members: dict[str, list[Any]] = {}
+    for r in export.residents:
+        if not r.is_removed:
+            members.setdefault(r.household_id, []).append(r)
+    assessments = [
+        a for a in export.tax_assessments if a.fiscal_year == 2026 and a.filing.name != "NOT_FILED"
+    ]
+    nhi = [m for m in export.nhi_members if not m.has_my_number_insurance and m.lost is None]
+    by_payer: dict[str, list[Any]] = {}
+    for item in export.installments:
+        by_payer.setdefault(item.taxpayer_id, []).append(item)
+
+    figures: Figures = {}
+    with tempfile.TemporaryDirectory(prefix="renkei-bench-fonts-") as tmp:
+        build_standin_fonts(Path(tmp))
+        with stopwatch() as took:
+            registry = FontRegistry.from_directory(Path(tmp))
+            registry.register_gaiji(export.gaiji)
+
+            def juminhyo() -> None:
+                hid = rng.choice(list(members))
+                render_juminhyo(
+                    issue(),
+                    households[hid],
+                    members[hid],
+                    JuminhyoItems(),
+                    signer,
+                    whole_household=True,
+                    registry=registry,
+                )
+
+            juminhyo()
+        figures["cert_juminhyo_cold_ms"] = took() * 1000
+
+        def tax() -> None:
+            if rng.random() < 0.5:
+                a = rng.choice(assessments)
+                render_income_certificate(
+                    issue(), people[a.resident_id], a, signer, registry=registry
+                )
+            else:
+                payer = rng.choice(list(by_payer))
+                render_payment_certificate(
+                    issue(), people[payer], "新潟県", by_payer[payer], signer, registry=registry
+                )
+
+        def card() -> None:
+            m = rng.choice(nhi)
+            render_eligibility_card(issue(), m, people[m.resident_id], signer, registry=registry)
+
+        for name, make in (("juminhyo", juminhyo), ("tax", tax), ("nhi", card)):
+            if name != "juminhyo":
+                with stopwatch() as took:
+                    make()
+                figures[f"cert_{name}_cold_ms"] = took() * 1000
+            samples = []
+            for _ in range(20 if quick else 60):
+                with stopwatch() as took:
+                    make()
+                samples.append(took() * 1000)
+            figures[f"cert_{name}_p95_ms"] = p95(samples)
+
+        for label in ("cold", "warm"):  # warm: fonts and run caches filled by the first
+            suffix = "_cold" if label == "cold" else ""
+            with stopwatch() as took:
+                preview_first_page(
+                    issue(copy_number=1), export.households, export.residents, registry=registry
+                )
+            figures[f"list_first_page{suffix}_s"] = took()
+            with stopwatch() as took:
+                doc = render_resident_list(
+                    issue(copy_number=2),
+                    export.households,
+                    export.residents,
+                    signer,
+                    registry=registry,
+                )
+            figures[f"list_14k{suffix}_s"] = took()
+        figures["list_rows"] = float(sum(len(v) for v in members.values()))
+        figures["list_pages"] = float(doc.pages)
+    figures["printing_rss_mb"] = rss_mb()
+    return figures
