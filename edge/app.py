@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 from jinja2 import Environment, PackageLoader, select_autoescape
+from nacl.signing import SigningKey
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -47,6 +48,7 @@ from edge.replica import BoxReplica, ReplicaError
 from edge.town import ResultRow
 from edge.workers import WorkerGone, WorkerPool
 from shared.activation import ActivationError, ActivationRegistry, TownTrust, jst
+from shared.audit import AuditError, AuditKind, AuditWriter, TownAuditRecorder
 from shared.clock import ClockBehindFloor, ClockError, TrustedClock
 from shared.model import Role
 from shared.registry import DEFAULT_SHARDS
@@ -78,6 +80,18 @@ class BoxConfig:
         return self.box_id or f"box-{self.town_code}"
 
 
+def _box_signing_key(data_dir: Path) -> SigningKey:
+    """The box's own Ed25519 key (its audit writer identity; enrolment certifies it).
+    A box key, not a town key: it opens nothing."""
+    path = data_dir / "box.key"
+    if not path.exists():
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(bytes(SigningKey.generate()))
+        temporary.chmod(0o600)
+        temporary.replace(path)
+    return SigningKey(path.read_bytes())
+
+
 class Box:
     """The box's state: its sealed replica, sessions, and the towns open in memory."""
 
@@ -95,13 +109,28 @@ class Box:
         self.capabilities: dict[str, str] = {}
         self._pending: dict[tuple[str, str], str] = {}
         self.hub_reachable = False
+        self.audit = TownAuditRecorder(
+            self.storage,
+            AuditWriter.for_box(config.host_box, _box_signing_key(config.data_dir)),
+            self.replica.town_public,
+            self.clock.now,
+        )
         self.activations = ActivationRegistry(
             self.storage,
             host_town=config.town_code,
             host_box=config.host_box,
             clock=self.clock,
             trust=self._trust,
+            audit=self.audit,
         )
+
+    def record(self, town: str, kind: AuditKind, **details: object) -> None:
+        """An audit entry sealed to the town; needs only the town's public key, so a
+        sealed town's failed logins are recorded too."""
+        try:
+            self.audit.record(town, kind, details)
+        except AuditError as exc:  # a town this box does not hold
+            log.warning("audit entry for %s not written: %s", town, exc)
 
     def _trust(self, town: str) -> TownTrust | None:
         public = self.replica.town_public(town)
@@ -219,6 +248,13 @@ def create_app(config: BoxConfig) -> Starlette:
         password = str(form.get("password", ""))
         if not box.may_open(town, login_id):
             log.warning("partner town %s refused without activation (login %r)", town, login_id)
+            box.record(
+                town,
+                AuditKind.LOGIN_FAILED,
+                login_id=login_id,
+                client=auth.client_address(request),
+                reason="no_activation",
+            )
             return login_form(request, MSG_ACTIVATION_NEEDED, 403)
         try:
             box.clock.now()
@@ -237,8 +273,12 @@ def create_app(config: BoxConfig) -> Starlette:
                 visiting=town != config.town_code,
             )
         except auth.AuthError as exc:
+            box.record(town, AuditKind.LOGIN_FAILED, login_id=login_id,
+                       client=auth.client_address(request), reason=type(exc).__name__)
             return login_form(request, str(exc), 401)
         box.bind(principal)
+        box.record(town, AuditKind.LOGIN_OK, login_id=login_id,
+                   client=auth.client_address(request), visiting=principal.visiting)
         response = RedirectResponse(auth.safe_next(form.get("next")), status_code=303)
         auth.set_session_cookie(response, principal)
         return response
@@ -333,6 +373,8 @@ def create_app(config: BoxConfig) -> Starlette:
             return render("confirm_date.html", status_code=409, principal=principal,
                           today=to_wareki(box.clock.today()), may_confirm=True, error=str(exc))
         log.info("date confirmed after power loss by %r", principal.login_id)
+        box.record(config.town_code, AuditKind.DATE_CONFIRMED, login_id=principal.login_id,
+                   date=box.clock.today().isoformat())
         return RedirectResponse("/", status_code=303)
 
     def _activation_page(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from nacl.signing import SigningKey
 from plaintext_scan import scan
 from servers import free_port
 from test_box_processes import PASSWORD, _log_in, _wait
@@ -25,6 +26,7 @@ from cloud.importer import import_export
 from edge.tls import create_ca, issue_server_cert, write_server_files
 from shared import crypto
 from shared.activation import issue_activation, issue_revocation
+from shared.audit import box_writer_id, verify_town
 from shared.export_csv import read_town
 from shared.model import Role, TownExport
 from shared.storage import SqliteStorage
@@ -38,6 +40,7 @@ class Host:
     visitor: str
     other_clerk: str
     deputy: crypto.ClerkKeys
+    custody: Custody
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +77,7 @@ def host(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> It
         _wait(f"https://127.0.0.1:{box_port}", box, root / "ca.crt")
         yield Host(
             f"https://127.0.0.1:{box_port}", root, supervisor.login_id,
-            roster[0].login_id, roster[1].login_id, deputy_keys,
+            roster[0].login_id, roster[1].login_id, deputy_keys, custody,
         )  # fmt: skip
     finally:
         for process in (box, hub):
@@ -139,3 +142,21 @@ def test_a_code_for_another_box_is_refused(host: Host) -> None:
     )  # fmt: skip
     response = _supervisor_enters(host, activation.to_code())
     assert response.status_code == 400
+
+
+def test_logins_and_activations_are_in_the_towns_verified_audit_chains(host: Host) -> None:
+    """Runs after the activation test: the box wrote its audit entries sealed to each
+    town; with the towns' keys they verify and say what happened."""
+    box_key = SigningKey((host.root / "box" / "data" / "box.key").read_bytes())
+    writers = {box_writer_id("box-15307"): box_key.verify_key}
+    storage = SqliteStorage(host.root / "box" / "data" / "replica.db")
+    try:
+        seiro = verify_town(storage, host.custody.ring("15307"), writers, {})
+        izumozaki = verify_town(storage, host.custody.ring("15405"), writers, {})
+    finally:
+        storage.close()
+    assert seiro.ok and izumozaki.ok, (seiro.summary(), izumozaki.summary())
+    assert seiro.kinds.get("login_ok", 0) >= 1
+    assert izumozaki.kinds.get("login_failed", 0) >= 1  # refused before the activation
+    assert izumozaki.kinds.get("login_ok", 0) >= 1
+    assert izumozaki.kinds.get("activation_accepted", 0) >= 1
