@@ -34,7 +34,6 @@ from starlette.routing import Route
 
 from cloud.custody import HUB_WRITER_KEY, credential_is_for_roster, partner_copy_marker
 from cloud.store import TownStore, known_towns
-from cloud.sync_api import hub_service, sync_routes
 from shared.blobs import blob_id
 from shared.storage import SqliteStorage
 
