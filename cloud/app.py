@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from cloud.custody import HUB_WRITER_KEY, credential_is_for_roster, partner_copy_marker
 from cloud.store import TownStore, known_towns
+from cloud.sync_api import hub_service, sync_routes
 from shared.blobs import blob_id
 from shared.storage import SqliteStorage
 
@@ -161,6 +162,7 @@ def create_app(data_dir: Path) -> Starlette:
             Route("/api/replica/{town:str}/blobs/{name:str}", sealed_blob),
             Route("/api/replica/{town:str}/credentials/{login:str}", credential),
             Route("/api/replica/{town:str}/certificates", certificates),
+            *sync_routes(hub_service),
         ],
         lifespan=lifespan,
     )

@@ -45,6 +45,7 @@ from starlette.routing import Route
 
 from edge import auth
 from edge.replica import BoxReplica, ReplicaError
+from edge.sync_agent import AgentConfig, SyncAgent
 from edge.town import ResultRow
 from edge.workers import WorkerGone, WorkerPool
 from shared.activation import ActivationError, ActivationRegistry, TownTrust, jst
@@ -210,9 +211,13 @@ def create_app(config: BoxConfig) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(box.pull_once)
         puller = asyncio.create_task(box.pull_forever())
+        sync = AgentConfig.for_box(config.data_dir, config.hub_url, config.town_code)
+        agent = SyncAgent(box.storage, sync)
+        await agent.start()
         try:
             yield
         finally:
+            await agent.stop()
             puller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await puller

@@ -6,6 +6,9 @@ Storage keys (through the storage seam; no plaintext — blobs are sealed to the
     (town, "logmeta", writer, SEQ)      {"d": document, "n": size, "id": blob id} (JSON)
     (town, "logconflict", writer, SEQ)  a second, different blob seen for that slot
     ("sync", "towns")                   the towns the log holds blobs of (JSON list)
+    ("sync", "generation")              a fresh token written with every change, so a
+                                        process sharing the store (the hub's importer,
+                                        a town worker on a box) can tell it must reload
 
 A blob and its meta row land in one `save_many`, so a crash leaves either both or
 neither. The meta rows let a replica rebuild its index at start-up without reading a
@@ -28,6 +31,7 @@ from __future__ import annotations
 import bisect
 import enum
 import json
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -37,6 +41,7 @@ from shared.sync import identity
 
 MAX_EXTRAS = 256  # seqs listed above the contiguous point, per writer, in a have
 _TOWNS_KEY: StorageKey = ("sync", "towns")
+_GENERATION_KEY: StorageKey = ("sync", "generation")
 BLOCKS = "blocks"
 DIRECTORY = "directory"
 
@@ -131,6 +136,8 @@ class BlobLog:
     # ------------------------------------------------------------------ index
 
     def _load_index(self) -> None:
+        self._seqs, self._refs, self._contiguous = {}, {}, {}
+        self.generation = self.storage.load(_GENERATION_KEY)
         raw = self.storage.load(_TOWNS_KEY)
         for town in [] if raw is None else json.loads(raw):
             self._seqs.setdefault(town, {})
@@ -150,6 +157,44 @@ class BlobLog:
                 contiguous += 1
                 position += 1
             self._contiguous[key] = contiguous
+
+    def refresh(self) -> bool:
+        """Reload the index if another process changed the store; True if it did. The
+        blobs it learns of this way are reported to listeners like received ones."""
+        current = self.storage.load(_GENERATION_KEY)
+        if current == self.generation:
+            return False
+        known = set(self._refs)
+        self._load_index()
+        fresh = [r for slot, r in sorted(self._refs.items()) if slot not in known]
+        if fresh:
+            items = [(ref, self.load(ref)) for ref in fresh]
+            for listener in self.listeners:
+                listener(items)
+        return True
+
+    def verify_all(self) -> list[str]:
+        """Every indexed blob is stored, matches its id and verifies; every stored blob is
+        indexed. Returns the problems found (the nightly check and the crash tests)."""
+        problems = []
+        stored: set[tuple[str, str, int]] = set()
+        for town in self.towns():
+            for key, blob in self.storage.load_range((town, "log")):
+                slot = (town, key[2], int(key[3]))
+                stored.add(slot)
+                ref = self._refs.get(slot)
+                if ref is None:
+                    problems.append(f"{slot}: stored but not indexed")
+                    continue
+                if blob_id(blob).hex() != ref.blob_id:
+                    problems.append(f"{slot}: content does not match its id")
+                header, reason = self.check(blob)
+                if header is None:
+                    problems.append(f"{slot}: {reason}")
+                elif (header.town, header.writer_id, header.writer_seq) != slot:
+                    problems.append(f"{slot}: stored under the wrong slot")
+        problems.extend(f"{slot}: indexed but not stored" for slot in set(self._refs) - stored)
+        return problems
 
     # ------------------------------------------------------------------ reading
 
@@ -262,6 +307,7 @@ class BlobLog:
     def add_many(self, blobs: Iterable[bytes]) -> list[Received]:
         """Check and store blobs; the new ones land in one transaction. Listeners hear of
         the stored ones after they are durable."""
+        self.refresh()  # another process may have written since (narrows the race)
         results: list[Received] = []
         items: list[tuple[StorageKey, bytes]] = []
         fresh: list[tuple[BlobRef, bytes]] = []
@@ -301,7 +347,10 @@ class BlobLog:
             towns = sorted(set(self._seqs) | new_towns)
             items.append((_TOWNS_KEY, json.dumps(towns).encode()))
         if items:
+            generation = secrets.token_bytes(16)
+            items.append((_GENERATION_KEY, generation))
             self.storage.save_many(items)
+            self.generation = generation
         for ref, _ in fresh:
             self._index(ref)
         if fresh:

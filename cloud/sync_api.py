@@ -1,0 +1,218 @@
+"""The sync endpoints over HTTP: the responder side of `shared.sync.protocol`.
+
+    POST /api/sync/{town}/hello      body: a hello message → welcome (a fresh nonce)
+    POST /api/sync/{town}/exchange   body: a signed exchange (have-vector + blobs)
+                                     → reply (next nonce, have, what the caller lacks)
+
+Bodies are sync messages (`application/x-renkei-sync`, docs/sync-protocol.md); a reply's
+blobs are streamed one frame at a time from the store. A refusal comes back as a refusal
+message with a 4xx status: 409 stale nonce (start again with a hello), 403 peer not
+enrolled or signature wrong, 400 malformed or wrong town, 413 too large, 426 protocol.
+
+The same routes serve on the hub (its data folder's store) and on a box for box↔box sync
+(`edge.sync_agent` mounts them on its peer port). Peers must be enrolled: by default a
+peer id is admitted when the store holds ("sync", "peer", id) — written at enrolment.
+
+Failpoints (tests and drills only): with RENKEI_SYNC_FAILPOINT=point[@n] in the
+environment, the process kills itself with SIGKILL the n-th time (default first) it
+reaches `point`: hello.before-reply, exchange.before-store, exchange.mid-store (half of
+the request's blobs stored), exchange.after-store (before the reply), exchange.mid-reply
+(after the first blob frame of the reply).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from shared.storage import Storage, StorageKey
+from shared.sync.errors import WireError
+from shared.sync.identity import verify_key_of
+from shared.sync.log import BlobLog
+from shared.sync.messages import (
+    Exchange,
+    Hello,
+    Message,
+    Refusal,
+    Reply,
+    decode,
+    encode,
+    frames,
+)
+from shared.sync.protocol import Limits, NonceBook, Responder
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/x-renkei-sync"
+_STATUS = {"nonce": 409, "auth": 403, "request": 400, "protocol": 426, "busy": 503}
+
+
+def peer_key(peer_id: str) -> StorageKey:
+    return ("sync", "peer", peer_id)
+
+
+def enrol_peer(storage: Storage, peer_id: str) -> None:
+    """Admit a peer's sync identity (what box enrolment records)."""
+    if verify_key_of(peer_id) is None:
+        raise ValueError("not a self-certifying peer id")
+    storage.save(peer_key(peer_id), b"1")
+
+
+def enrolled_peers(storage: Storage) -> Callable[[str], bool]:
+    return lambda peer_id: storage.load(peer_key(peer_id)) is not None
+
+
+# ---------------------------------------------------------------------------- failpoints
+
+
+_hits: dict[str, int] = {}
+
+
+def failpoint(name: str) -> None:
+    spec = os.environ.get("RENKEI_SYNC_FAILPOINT", "")
+    if not spec:
+        return
+    point, _, count = spec.partition("@")
+    if point != name:
+        return
+    _hits[name] = _hits.get(name, 0) + 1
+    if _hits[name] == int(count or 1):
+        log.warning("failpoint %s reached: killing the process", name)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------- service
+
+
+@dataclass
+class SyncService:
+    """A replica's responder and the lock that serialises access to its blob log (the
+    routes run in a thread pool; a box's agent shares the lock for its own sessions)."""
+
+    log: BlobLog
+    peer_id: str
+    limits: Limits = field(default_factory=Limits)
+    authorize: Callable[[str], bool] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    responder: Responder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.responder = Responder(
+            self.log,
+            self.peer_id,
+            limits=self.limits,
+            nonces=NonceBook(),
+            authorize=self.authorize or enrolled_peers(self.log.storage),
+        )
+
+    def handle(self, message: Message) -> Message:
+        with self.lock:
+            self.log.refresh()
+            if isinstance(message, Exchange):
+                failpoint("exchange.before-store")
+                if len(message.blobs) >= 2 and _armed("exchange.mid-store"):
+                    self.log.add_many(message.blobs[: len(message.blobs) // 2])
+                    failpoint("exchange.mid-store")
+            answer = self.responder.handle(message, time.monotonic())
+            if isinstance(answer, Reply):
+                failpoint("exchange.after-store")
+            return answer
+
+
+def _armed(name: str) -> bool:
+    return os.environ.get("RENKEI_SYNC_FAILPOINT", "").partition("@")[0] == name
+
+
+def _streamed(reply: Reply) -> Iterator[bytes]:
+    for index, chunk in enumerate(frames(reply)):
+        yield chunk
+        if index == 1:
+            failpoint("exchange.mid-reply")
+
+
+def sync_routes(
+    service_of: Callable[[Request], SyncService],
+) -> list[Route]:
+    """The two sync routes; `service_of` finds the replica's service for a request (the
+    hub keeps it in `app.state`, see `hub_service`)."""
+
+    async def read(request: Request, limit: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and int(declared) > limit:
+            raise _TooLarge()
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _TooLarge()
+        return bytes(body)
+
+    def refusal(session: str, code: str, text: str, status: int | None = None) -> Response:
+        message = Refusal(session, code, text)
+        return Response(encode(message), status or _STATUS.get(code, 400), media_type=MEDIA_TYPE)
+
+    async def endpoint(request: Request, kind: str) -> Response:
+        service = service_of(request)
+        town = request.path_params["town"]
+        try:
+            message = decode(await read(request, service.limits.max_message_bytes))
+        except _TooLarge:
+            return refusal("", "request", "message too large", 413)
+        except WireError as exc:
+            return refusal("", "request", str(exc))
+        expected = Hello if kind == "hello" else Exchange
+        if not isinstance(message, expected):
+            return refusal(message.session, "request", f"expected a {kind} message")
+        if tuple(message.towns) != (town,) or (isinstance(message, Hello) and message.any_town):
+            return refusal(message.session, "request", f"this endpoint syncs town {town} only")
+        answer = await run_in_threadpool(service.handle, message)
+        if isinstance(answer, Refusal):
+            return Response(encode(answer), _STATUS.get(answer.code, 400), media_type=MEDIA_TYPE)
+        if isinstance(answer, Reply):
+            return StreamingResponse(_streamed(answer), media_type=MEDIA_TYPE)
+        failpoint("hello.before-reply")
+        return Response(encode(answer), media_type=MEDIA_TYPE)
+
+    async def hello(request: Request) -> Response:
+        return await endpoint(request, "hello")
+
+    async def exchange(request: Request) -> Response:
+        return await endpoint(request, "exchange")
+
+    return [
+        Route("/api/sync/{town:str}/hello", hello, methods=["POST"]),
+        Route("/api/sync/{town:str}/exchange", exchange, methods=["POST"]),
+    ]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def hub_service(request: Request) -> SyncService:
+    """The hub's sync service over its data folder's store, created on first use."""
+    state = request.app.state
+    service: SyncService | None = getattr(state, "sync_service", None)
+    if service is None or service.log.storage is not state.storage:
+        service = SyncService(BlobLog(state.storage), hub_peer_id(state.storage))
+        state.sync_service = service
+    return service
+
+
+def hub_peer_id(storage: Storage) -> str:
+    from nacl.signing import VerifyKey
+
+    from shared.sync.identity import writer_id_of
+
+    pinned = storage.load(("federation", "hub-writer"))
+    return writer_id_of(VerifyKey(bytes.fromhex(pinned.decode()))) if pinned else "hub"
