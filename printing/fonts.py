@@ -52,6 +52,16 @@ EXG = "exg"
 GYOSEI = "gyosei"
 
 
+def _tag(name: str) -> int:
+    return int.from_bytes(name.encode("ascii"), "big")
+
+
+_DROPPED_TABLES = {
+    _tag(t)
+    for t in ("GSUB", "GPOS", "GDEF", "BASE", "JSTF", "vhea", "vmtx", "VORG", "kern", "hdmx")
+}
+
+
 def town_key(town_code: str) -> str:
     return f"town-{town_code}"
 
@@ -127,6 +137,10 @@ class FontFace:
         request = hb.SubsetInput()
         request.unicode_set.update(codepoints)
         request.flags = hb.SubsetFlags.GLYPH_NAMES
+        # Horizontal Japanese text needs no OpenType layout: variation sequences resolve
+        # through cmap format 14, which stays. Dropping these spares fontTools (inside
+        # fpdf2's output) decompiling and recompiling them for every document.
+        request.drop_table_tag_set.update(_DROPPED_TABLES)
         with self._lock:
             result = hb.subset(self.face, request)
         if result is None:
