@@ -160,3 +160,31 @@ def test_logins_and_activations_are_in_the_towns_verified_audit_chains(host: Hos
     assert izumozaki.kinds.get("login_failed", 0) >= 1  # refused before the activation
     assert izumozaki.kinds.get("login_ok", 0) >= 1
     assert izumozaki.kinds.get("activation_accepted", 0) >= 1
+
+
+def _worker_pid(town: str) -> int:
+    out = subprocess.run(
+        ["pgrep", "-f", f"edge.worker .*--town {town} "], capture_output=True, text=True
+    ).stdout.split()
+    assert len(out) >= 1, f"no worker for {town}"
+    return int(out[0])
+
+
+def test_killing_one_towns_worker_leaves_the_other_town_working(host: Host) -> None:
+    now = time.time()
+    activation = issue_activation(
+        host.deputy, host_town="15307", host_box="box-15307", clerks=[host.visitor],
+        not_before=now - 120, expires_at=now + 7200,  # not the revoked one's twin
+    )  # fmt: skip
+    assert _supervisor_enters(host, activation.to_code()).status_code == 200
+    time.sleep(1.5)  # the visitor's refused login above left a short backoff
+    with _client(host) as own, _client(host) as visiting:
+        assert _log_in(own, "15307", host.supervisor, PASSWORD).status_code == 303
+        assert _log_in(visiting, "15405", host.visitor, PASSWORD).status_code == 303
+        assert own.get("/api/health").json()["open"] == ["15307", "15405"]
+        subprocess.run(["kill", "-9", str(_worker_pid("15307"))], check=True)
+        deadline = time.monotonic() + 30
+        while "15307" in own.get("/api/health").json()["open"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert own.get("/api/search", params={"q": "スズキ"}).status_code == 401
+        assert visiting.get("/api/search", params={"q": "スズキ"}).status_code == 200
