@@ -4,13 +4,13 @@ synthetic towns' 外字 tables, town and clerk keys, and an `Issue` factory."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pdf_inspect import IssueFactory
 
 from printing.fonts import FontRegistry
 from printing.layout import JST, Issue, IssueNumber, Signer
@@ -64,9 +64,6 @@ def signers(town_keys: dict[str, TownKeys]) -> dict[str, Signer]:
         )
         result[code] = Signer(clerk, cert, bytes(range(32)), b"\x01\x02\x03\x04")
     return result
-
-
-IssueFactory = Callable[..., Issue]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from io import BytesIO
@@ -21,7 +22,9 @@ from fontTools.ttLib import TTFont
 from pypdf import PdfReader
 
 from printing.fonts import IPAMJ_MINCHO
+from printing.layout import Issue
 
+IssueFactory = Callable[..., Issue]  # the `make_issue` fixture (conftest.py)
 Outline = tuple[tuple[tuple[int, int], ...], tuple[int, ...], tuple[int, ...]]
 
 

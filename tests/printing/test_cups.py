@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import IssueFactory
-from pdf_inspect import pdftotext
+from pdf_inspect import IssueFactory, pdftotext
 from PIL import Image, ImageChops
 from pypdf import PdfReader
 

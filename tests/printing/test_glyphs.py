@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import uharfbuzz as hb
-from conftest import IssueFactory
-from pdf_inspect import glyphs_for, ipamj_name_of
+from pdf_inspect import IssueFactory, glyphs_for, ipamj_name_of
 
 from printing import fpdf_fix
 from printing.certificates.juminhyo import JuminhyoItems, render_juminhyo

@@ -9,8 +9,7 @@ from dataclasses import replace
 from datetime import date, datetime
 
 import pytest
-from conftest import IssueFactory
-from pdf_inspect import pdftotext
+from pdf_inspect import IssueFactory, pdftotext
 
 from printing.certificates.juminhyo import Form, JuminhyoItems, render_juminhyo, statutory_order
 from printing.fonts import FontRegistry

@@ -7,8 +7,7 @@ import re
 from dataclasses import replace
 
 import pytest
-from conftest import IssueFactory
-from pdf_inspect import pdftotext
+from pdf_inspect import IssueFactory, pdftotext
 
 from printing.errors import DocumentRefused
 from printing.fonts import FontRegistry

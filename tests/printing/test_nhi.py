@@ -10,8 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import IssueFactory
-from pdf_inspect import pdftotext
+from pdf_inspect import IssueFactory, pdftotext
 from pypdf import PdfReader
 
 from printing.certificates.nhi import render_copay_exemption, render_eligibility_card

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import IssueFactory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pdf_inspect import IssueFactory
 
 from printing.certificates.juminhyo import JuminhyoItems, render_juminhyo
 from printing.errors import PayloadError

@@ -7,8 +7,7 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-from conftest import IssueFactory
-from pdf_inspect import pdftotext
+from pdf_inspect import IssueFactory, pdftotext
 
 from printing.certificates.tax import (
     render_income_certificate,
