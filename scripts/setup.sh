@@ -40,6 +40,9 @@ DEBIAN_PACKAGES=(
   zbar-tools           # zbarimg (QR codes on printed forms)
   sqlite3              # sqlite3 CLI
   libnss3-tools        # certutil: trust the federation TLS CA in Chromium's NSS db (tests)
+  systemd              # systemd-analyze verify/security of firmware/units (tests/firmware)
+  strace               # power-cut model: records writes and fsyncs (tests/firmware)
+  debootstrap          # the appliance root file system (firmware/image, slow test)
 )
 
 if [[ "$(id -u)" -ne 0 ]]; then

@@ -18,7 +18,6 @@
 # HEALTHCHECK, and podman drops it silently when building OCI images.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-REPO="$(pwd)"
 log() { printf '[containers] %s\n' "$*"; }
 
 PINNED_BASE="$(sed -n 's/^ARG BASE_IMAGE=//p' Dockerfile.edge)"
