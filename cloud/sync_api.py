@@ -14,8 +14,9 @@ The same routes serve on the hub (its data folder's store) and on a box for boxâ
 peer id is admitted when the store holds ("sync", "peer", id) â€” written at enrolment.
 
 Failpoints (tests and drills only): with RENKEI_SYNC_FAILPOINT=point[@n] in the
-environment, the process kills itself with SIGKILL the n-th time (default first) it
-reaches `point`: hello.before-reply, exchange.before-store, exchange.mid-store (half of
+environment (or =file:PATH, PATH holding such a spec, read at each check, so a drill can
+arm it while the hub runs), the process kills itself with SIGKILL the n-th time (default
+first) it reaches `point`: hello.before-reply, exchange.before-store, exchange.mid-store (half of
 the request's blobs stored), exchange.after-store (before the reply), exchange.mid-reply
 (after the first blob frame of the reply).
 """
@@ -29,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -78,17 +80,31 @@ def enrolled_peers(storage: Storage) -> Callable[[str], bool]:
 _hits: dict[str, int] = {}
 
 
-def failpoint(name: str) -> None:
+def _failpoint_spec() -> str:
     spec = os.environ.get("RENKEI_SYNC_FAILPOINT", "")
+    if spec.startswith("file:"):  # armed and disarmed at run time by a drill or test
+        try:
+            return Path(spec[5:]).read_text().strip()
+        except OSError:
+            return ""
+    return spec
+
+
+def failpoint(name: str) -> None:
+    spec = _failpoint_spec()
     if not spec:
         return
     point, _, count = spec.partition("@")
     if point != name:
         return
     _hits[name] = _hits.get(name, 0) + 1
-    if _hits[name] == int(count or 1):
+    if _hits[name] >= int(count or 1):
         log.warning("failpoint %s reached: killing the process", name)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _armed(name: str) -> bool:
+    return _failpoint_spec().partition("@")[0] == name
 
 
 # ---------------------------------------------------------------------------- service
@@ -127,10 +143,6 @@ class SyncService:
             if isinstance(answer, Reply):
                 failpoint("exchange.after-store")
             return answer
-
-
-def _armed(name: str) -> bool:
-    return os.environ.get("RENKEI_SYNC_FAILPOINT", "").partition("@")[0] == name
 
 
 def _streamed(reply: Reply) -> Iterator[bytes]:

@@ -13,14 +13,20 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from plaintext_scan import scan
 from servers import free_port, serve
+from starlette.applications import Starlette
 
 from cloud.app import create_app
-from cloud.sync_api import MEDIA_TYPE, enrol_peer
+from cloud.sync_api import MEDIA_TYPE, enrol_peer, sync_routes
 from edge.sync_agent import AgentConfig, SyncAgent, connect_peers, run_session
+from shared.blobs import BlobDecryptError, open_blob
 from shared.crypto import KeyRing, TownKeys
+from shared.model import TownExport
+from shared.records import to_record
 from shared.registry import Upsert
 from shared.storage import MemoryStorage, SqliteStorage
+from shared.sync import identity
 from shared.sync.log import BlobLog
 from shared.sync.messages import Exchange, Hello, Refusal, Reply, Welcome, decode, encode
 from shared.sync.protocol import Initiator, Limits
@@ -224,3 +230,47 @@ def _hub_count(data: Path) -> int:
         return len(storage.load_range((SEIRO, "log")))
     finally:
         storage.close()
+
+
+def test_a_relay_box_forwards_a_town_it_cannot_read_and_holds_no_plaintext(
+    hub: tuple[Path, str], tmp_path: Path, small_exports: list[TownExport]
+) -> None:
+    data, url = hub
+    izumozaki = next(e for e in small_exports if e.town.code == IZUMOZAKI)
+    residents = izumozaki.residents[:40]
+    writer, reader = agent(url), agent(url)
+    relay_dir = tmp_path / "relay"
+    relay = SyncAgent(
+        SqliteStorage(relay_dir / "replica.db"),
+        AgentConfig(SEIRO, hub_url=url, towns=(SEIRO, IZUMOZAKI)),
+    )
+    relay.replica.open_town(ring(SEIRO))  # its own town only: Izumozaki stays sealed
+    enrol(data, writer, reader, relay)
+    writer.replica.open_town(ring(IZUMOZAKI))
+    writer.replica.edit(
+        IZUMOZAKI,
+        [Upsert("residents", r.id, to_record(r), to_record(r)) for r in residents],
+    )
+    writer.sync_peer(url)
+    relay.sync_peer(url)
+    assert relay.replica.log.count(IZUMOZAKI) > 0
+    assert IZUMOZAKI not in relay.replica.registries and relay.replica.flags == []
+    for ref in relay.replica.log.refs(IZUMOZAKI):
+        with pytest.raises(BlobDecryptError):
+            open_blob(relay.replica.log.load(ref), ring(SEIRO), identity.lookup())
+    # The hub's copy is gone: the reader gets the town from the relay's peer port alone.
+    with serve(Starlette(routes=sync_routes(lambda request: relay.service))) as relay_url:
+        enrol_peer(relay.storage, reader.identity.writer_id)
+        reader.replica.open_town(ring(IZUMOZAKI))
+        reader.sync_peer(relay_url)
+    people = {
+        rid: rec["name"]
+        for name in reader.replica.registries[IZUMOZAKI].documents
+        for rid, rec in reader.replica.records(IZUMOZAKI, name, "residents").items()
+    }
+    assert people == {r.id: r.name for r in residents}
+    relay.storage.close()  # type: ignore[attr-defined]
+    assert scan(relay_dir, residents) == []
+    # The scan can fail: the same names written in the clear are found.
+    (relay_dir / "leak.txt").write_text(residents[0].name)
+    assert scan(relay_dir, residents) != []
