@@ -24,9 +24,9 @@ from typing import Any
 from cloud.custody import Custody
 from cloud.store import TownStore, towns_entry
 from shared import export_csv, model
-from shared.export_csv import ExportError, ExportFormatError
+from shared.export_csv import ExportError, ExportFormatError, town_json
 from shared.model import TownExport
-from shared.records import Record, record_id, to_record
+from shared.records import Record, TownSettings, record_id, to_record
 from shared.registry import DEFAULT_SHARDS, Change, Delete, TownRegistry, Upsert
 from shared.storage import Storage
 
@@ -198,6 +198,7 @@ def import_export(
     for store, registry, files in towns:
         run(store, registry, "support_blocks", lambda f=files: f.parse("support_blocks"))
     for store, registry, files in towns:
+        run(store, registry, "town", lambda f=files: _town_settings(f))
         parsed = _parse_checked(files)
         for table in TABLE_ORDER[1:]:
             run(store, registry, table, lambda v=parsed[table]: v)
@@ -220,6 +221,12 @@ def import_export(
             ]
         )
     return report
+
+
+def _town_settings(files: export_csv.TownFiles) -> list[TownSettings]:
+    """The town's settings as one record of the directory document: boxes need the
+    officials, seal rules and fees to print, and hold no file of their own."""
+    return [TownSettings(town_json.dump_town(files.town))]
 
 
 def _town_summary(town: model.Town) -> bytes:

@@ -18,6 +18,7 @@ import json
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 
@@ -27,6 +28,13 @@ Scalar = str | int | bool | None
 Record = dict[str, Scalar]
 
 T = TypeVar("T")
+
+@dataclass(frozen=True, slots=True)
+class TownSettings:
+    """A town's settings (officials, 公印規程, 手数料) as its town.json text."""
+
+    json: str
+
 
 # The tables of a town: name → (record type, id field). Person-keyed records use the
 # person as id (one row per person, or per person and year for tax).
@@ -41,6 +49,7 @@ TABLES: dict[str, type[Any]] = {
     "support_needs": model.SupportNeed,
     "clerks": model.Clerk,
     "gaiji": model.GaijiMapping,
+    "town": TownSettings,
 }
 
 
@@ -54,6 +63,8 @@ def record_id(table: str, obj: Any) -> str:
         return str(obj.login_id)
     if table == "gaiji":
         return f"U+{ord(obj.legacy):04X}"
+    if table == "town":
+        return "settings"
     return str(obj.id)
 
 
@@ -207,4 +218,5 @@ def export_tables(export: model.TownExport) -> dict[str, dict[str, Record]]:
     return {
         table: {record_id(table, obj): to_record(obj) for obj in getattr(export, table)}
         for table in TABLES
+        if table != "town"  # the town's settings travel as town.json, not as a list
     }

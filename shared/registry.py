@@ -6,7 +6,8 @@ Documents of one town (BRIEF §3):
   an attribute, so a move between districts is one edit); a person's tax, insurance,
   vehicles and welfare entry placed by a hash of the person's id (they follow the
   person, not the household);
-- `directory`: clerks and the 外字 table.
+- `directory`: clerks, the 外字 table and the town's settings (its town.json, as exported,
+  with legacy 外字 mapped).
 
 Placement uses BLAKE2b of the id (stable across processes and versions, unlike `hash()`),
 modulo the town's shard count, which is part of the town's layout and never changes for
@@ -28,7 +29,7 @@ DEFAULT_SHARDS = 16
 BLOCKS = "blocks"
 DIRECTORY = "directory"
 
-_DIRECTORY_TABLES = {"clerks", "gaiji"}
+_DIRECTORY_TABLES = {"clerks", "gaiji", "town"}  # "town": the town's settings (town.json)
 _HOUSEHOLD_TABLES = {"households", "residents"}
 
 

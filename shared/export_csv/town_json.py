@@ -43,40 +43,53 @@ class Manifest:
 
 
 def dump(manifest: Manifest) -> bytes:
-    town = manifest.town
     document = {
         "layout": LAYOUT,
         "version": VERSION,
         "encoding": manifest.encoding,
         "exported_at": manifest.exported_at,
-        "town": {
-            "code": town.code,
-            "name": town.name,
-            "kana": town.kana,
-            "prefecture": town.prefecture,
-            "county": town.county,
-            "nhi_insurer_number": town.nhi_insurer_number,
-            "office_address": town.office_address,
-            "office_phone": town.office_phone,
-            "officials": [
-                {
-                    "name": o.name,
-                    "title": o.title,
-                    "start": o.start.isoformat(),
-                    "end": None if o.end is None else o.end.isoformat(),
-                    "acting_for_mayor": o.acting_for_mayor,
-                }
-                for o in town.officials
-            ],
-            "seal": {
-                "seal_size_mm": town.seal.seal_size_mm,
-                "colour_notice": town.seal.colour_notice,
-                "seal_text": town.seal.seal_text,
-            },
-            "fees": [{"kind": kind, "yen": yen} for kind, yen in town.fees],
-        },
+        "town": _town_object(manifest.town),
     }
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def dump_town(town: Town) -> str:
+    """The town's settings alone as JSON (what a box keeps in its sealed directory)."""
+    return json.dumps(_town_object(town), ensure_ascii=False, sort_keys=True)
+
+
+def parse_town(text: str) -> Town:
+    """Read what `dump_town` wrote (validated like town.json's "town" object)."""
+    return _town(Path(NAME), json.loads(text))
+
+
+def _town_object(town: Town) -> dict[str, object]:
+    return {
+        "code": town.code,
+        "name": town.name,
+        "kana": town.kana,
+        "prefecture": town.prefecture,
+        "county": town.county,
+        "nhi_insurer_number": town.nhi_insurer_number,
+        "office_address": town.office_address,
+        "office_phone": town.office_phone,
+        "officials": [
+            {
+                "name": o.name,
+                "title": o.title,
+                "start": o.start.isoformat(),
+                "end": None if o.end is None else o.end.isoformat(),
+                "acting_for_mayor": o.acting_for_mayor,
+            }
+            for o in town.officials
+        ],
+        "seal": {
+            "seal_size_mm": town.seal.seal_size_mm,
+            "colour_notice": town.seal.colour_notice,
+            "seal_text": town.seal.seal_text,
+        },
+        "fees": [{"kind": kind, "yen": yen} for kind, yen in town.fees],
+    }
 
 
 class _Reader:
@@ -168,6 +181,12 @@ def load(folder: Path) -> Manifest:
         data = path.read_bytes()
     except FileNotFoundError:
         raise ExportFormatError(path, "town.json がありません", "a town.json file") from None
+    return parse(path, data)
+
+
+def parse(path: Path, data: bytes) -> Manifest:
+    """Validate a town.json held in memory (`path` only names it in error messages):
+    a box reads the town's settings from its sealed replica, never from a file."""
     text = decode(path, data, "utf-8", declarable=False)
     try:
         document = json.loads(text)

@@ -61,7 +61,7 @@ def test_generate_import_export_reproduces_the_data(small_export_dir: Path) -> N
     for folder in sorted(small_export_dir.iterdir()):
         export = read_town(folder)
         registry = TownStore(storage, export.town.code).load_registry(shards=16)
-        for table in TABLES:
+        for table in (t for t in TABLES if t != "town"):
             stored = sorted(registry.objects(table), key=repr)
             assert stored == sorted(getattr(export, table), key=repr), table
 
