@@ -119,6 +119,8 @@ def test_hardening_keys(name: str) -> None:
         "RestrictSUIDSGID": "yes",
         "SystemCallArchitectures": "native",
         "UMask": "0077",
+        "LimitCORE": "0",  # town keys in memory must not reach the disk in a core dump
+        "MemorySwapMax": "0",
     }
     for key, value in expected.items():
         assert s.get(key) == [value], f"{name}: {key}={s.get(key)}"
