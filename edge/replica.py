@@ -54,6 +54,7 @@ class Unlocked:
     keyring: KeyRing
     certificate: ClerkCertificate
     display_name: str
+    clerk_keys: crypto.ClerkKeys
 
 
 class BoxReplica:
@@ -188,7 +189,7 @@ class BoxReplica:
             raise UnlockError("資格情報を確認できません。システム管理者に連絡してください。")
         if certificate.login_id != login_id:
             raise failed
-        return Unlocked(ring, certificate, str(record.get("name", login_id)))
+        return Unlocked(ring, certificate, str(record.get("name", login_id)), clerk_keys)
 
     def open_registry(self, town: str, keyring: KeyRing, shards: int) -> TownRegistry:
         registry = TownRegistry(town, shards=shards)

@@ -11,6 +11,9 @@ object per line each way:
     {"op": "search", "capability": C, "query": ...}
         -> {"ok": true, "as_of": ..., "rows": [...]}   or {"ok": false, "error": ...}
     {"op": "info", "capability": C}   -> {"ok": true, "name", "as_of", "as_of_label"}
+    {"op": "household", "capability": C, "resident_id": R} -> {"ok": true, "household": …}
+    {"op": "issue", "capability": C, "form": {...}}
+        -> {"ok": true, "issued": bool, "number", "pdf": hex | "reason", "tell_applicant"}
     {"op": "close", "capability": C}  -> {"ok": true}     (the session ended)
     {"op": "ping"}                    -> {"ok": true, "town": code, "open": bool}
 
@@ -34,11 +37,14 @@ import logging
 import os
 import secrets
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge.counter import ClerkSession, Counter, CounterError
 from edge.replica import BoxReplica, UnlockError
 from edge.town import OpenTown
+from shared.issuance import IssuanceError
 from shared.search import QueryError
 from shared.storage import SqliteStorage
 
@@ -48,13 +54,15 @@ MAX_LINE = 64 * 1024
 
 
 class TownWorker:
-    def __init__(self, data_dir: Path, town: str, shards: int) -> None:
+    def __init__(self, data_dir: Path, town: str, shards: int, box_id: str = "") -> None:
         self.town = town
+        self.box_id = box_id or "B01"
         self.shards = shards
         self.storage = SqliteStorage(data_dir / "replica.db")
         self.replica = BoxReplica(self.storage)
         self.open: OpenTown | None = None
-        self.capabilities: dict[str, str] = {}  # capability -> login id
+        self.capabilities: dict[str, ClerkSession] = {}
+        self.counter: Counter | None = None
 
     def unlock(self, login_id: str, password: str) -> dict[str, Any]:
         try:
@@ -65,9 +73,15 @@ class TownWorker:
             registry = self.replica.open_registry(self.town, unlocked.keyring, self.shards)
             name, as_of = self.replica.town_name(self.town), self.replica.as_of(self.town)
             self.open = OpenTown(self.town, name, as_of, registry)
+            try:
+                self.counter = Counter(registry, unlocked.keyring, self.storage, self.box_id, as_of)
+            except CounterError as exc:
+                log.warning("counter unavailable for %s: %s", self.town, exc)
             log.info("town %s opened by login %r", self.town, login_id)
         capability = secrets.token_urlsafe(32)
-        self.capabilities[capability] = login_id
+        self.capabilities[capability] = ClerkSession(
+            login_id, unlocked.clerk_keys, unlocked.certificate
+        )
         return {
             "ok": True,
             "capability": capability,
@@ -94,6 +108,21 @@ class TownWorker:
             return {"ok": False, **info, "error": str(exc), "query_error": True}
         return {"ok": True, **info, "rows": rows}
 
+    def household(self, capability: str, resident_id: str) -> dict[str, Any]:
+        if capability not in self.capabilities or self.counter is None:
+            return {"ok": False, "error": "denied"}
+        found = self.counter.household(resident_id)
+        return {"ok": True, "household": found}
+
+    def issue(self, capability: str, form: dict[str, Any]) -> dict[str, Any]:
+        clerk = self.capabilities.get(capability)
+        if clerk is None or self.counter is None:
+            return {"ok": False, "error": "denied"}
+        try:
+            return self.counter.issue(clerk, form, datetime.now(UTC))
+        except (CounterError, IssuanceError) as exc:
+            return {"ok": False, "error": str(exc), "query_error": True}
+
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         if op == "ping":
@@ -104,6 +133,15 @@ class TownWorker:
             return self.search(str(request.get("capability", "")), str(request.get("query", "")))
         if op == "info":
             return self.search(str(request.get("capability", "")), None)
+        if op == "household":
+            return self.household(
+                str(request.get("capability", "")), str(request.get("resident_id", ""))
+            )
+        if op == "issue":
+            form = request.get("form")
+            return self.issue(
+                str(request.get("capability", "")), form if isinstance(form, dict) else {}
+            )
         if op == "close":
             self.capabilities.pop(str(request.get("capability", "")), None)
             return {"ok": True}
