@@ -66,7 +66,7 @@ class AgentConfig:
     listen: tuple[str, int] | None = None  # serve box↔box sync here
     push_delay_s: float = 0.5
     watch_interval_s: float = 1.0
-    pull_interval_s: float = 10.0
+    pull_interval_s: float = 5.0
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     nightly: dt.time = dt.time(2, 30)

@@ -360,3 +360,154 @@ def bench_printing(seed: int, quick: bool) -> Figures:
         figures["list_pages"] = float(doc.pages)
     figures["printing_rss_mb"] = rss_mb()
     return figures
+
+
+@figure_group("sync")
+def bench_sync(seed: int, quick: bool) -> Figures:
+    """Sync (shared/sync, edge/sync_agent): a 1 % daily delta of the largest town applied
+    on a box (hub→box: verified, opened, imported, readable); a box restoring the largest
+    town from its sealed snapshots until every resident is readable; replication lag
+    box→hub→box over loopback HTTP with the agent's production timings."""
+    from cloud.importer import import_export
+    from cloud.store import TownStore
+    from cloud.synthetic import generate
+    from cloud.synthetic.daily import next_day
+    from shared.crypto import KeyRing, TownKeys
+    from shared.export_csv import write_export
+    from shared.storage import SqliteStorage
+    from shared.sync.content import Kind
+    from shared.sync.identity import Identity
+    from shared.sync.protocol import Initiator, Responder
+    from shared.sync.replica import SyncReplica, seal_documents
+
+    figures: Figures = {}
+    overrides = {"15307": 2000, "15405": 300, "15581": 300} if quick else None
+    exports = generate(seed, residents_override=overrides)
+    code = max(exports, key=lambda e: len(e.residents)).town.code
+    ring = KeyRing(code, [TownKeys.generate(code)])
+    importer = Identity.generate()
+
+    def session(box: SyncReplica, hub: SyncReplica) -> None:
+        initiator = Initiator(box.log, box.writer, (code,))
+        responder = Responder(hub.log, hub.writer.writer_id)
+        message = responder.handle(initiator.start(), 0.0)
+        while (request := initiator.receive(message)) is not None:
+            message = responder.handle(request, 0.0)
+
+    def readable(replica: SyncReplica) -> int:
+        return sum(1 for _ in replica.registries[code].records("residents"))
+
+    with tempfile.TemporaryDirectory(prefix="renkei-bench-") as tmp:
+        root = Path(tmp)
+        write_export(exports, root / "day1")
+        write_export(next_day(exports, seed, fraction=0.01), root / "day2")
+        store = SqliteStorage(root / "hub.db")
+        import_export(root / "day1", store)
+        registry = TownStore(store, code).load_registry(shards=16)
+        before = {name: doc.version() for name, doc in registry.documents.items()}
+        hub = SyncReplica(SqliteStorage(root / "sync.db"), importer, shards=16)
+        snapshots = {name: doc.export_snapshot() for name, doc in registry.documents.items()}
+        seal_documents(hub.log, importer, ring.public, snapshots, Kind.SNAPSHOT)
+        box_store = SqliteStorage(root / "box.db")
+        box = SyncReplica(box_store, Identity.generate(), keyrings=[ring], shards=16)
+        session(box, hub)
+        readable(box)
+
+        with stopwatch() as took:
+            restored = SyncReplica(box_store, box.writer, keyrings=[ring], shards=16)
+            figures["snapshot_restore_residents"] = float(readable(restored))
+        figures["snapshot_restore_s"] = took()
+
+        import_export(root / "day2", store)
+        after = TownStore(store, code).load_registry(shards=16)
+        deltas = {
+            name: doc.export_updates(before.get(name))
+            for name, doc in after.documents.items()
+            if name not in before or not registry.documents[name].includes(doc.version())
+        }
+        seal_documents(hub.log, importer, ring.public, deltas)
+        with stopwatch() as took:
+            session(box, hub)
+        figures["sync_delta_apply_s"] = took()
+        # Loro applies a delta to a loaded document eagerly; reading every resident back
+        # afterwards (what rebuilding a search index would do) is reported apart.
+        with stopwatch() as took:
+            readable(box)
+        figures["sync_delta_read_all_s"] = took()
+        figures["sync_delta_kb"] = sum(len(d) for d in deltas.values()) / 1024
+        store.close()
+        box_store.close()
+        samples = _replication_lags(root / "lag", code, ring, 6 if quick else 30)
+    figures["replication_lag_p95_s"] = p95(samples)
+    figures["replication_lag_max_s"] = max(samples)
+    figures["sync_rss_mb"] = rss_mb()
+    return figures
+
+
+def _replication_lags(data: Path, code: str, ring: Any, count: int) -> list[float]:
+    """Edits on box A at a steady pace; each one's time until box B can read it, through
+    a hub on loopback, both boxes running their agents with the production defaults."""
+    import asyncio
+    import threading
+
+    import uvicorn
+
+    from cloud.app import create_app
+    from cloud.sync_api import enrol_peer
+    from edge.sync_agent import AgentConfig, SyncAgent
+    from shared.registry import Upsert
+    from shared.storage import MemoryStorage, SqliteStorage
+
+    data.mkdir()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(data), host="127.0.0.1", port=0, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    a, b = (SyncAgent(MemoryStorage(), AgentConfig(code, hub_url=url, towns=(code,))) for _ in "ab")
+    hub_store = SqliteStorage(data / "hub.db")
+    for agent in (a, b):
+        enrol_peer(hub_store, agent.identity.writer_id)
+        agent.replica.open_town(ring)
+    hub_store.close()
+
+    def seen(key: str) -> bool:
+        with b.service.lock:
+            return (
+                b.replica.registries[code].document("blocks").get("support_blocks", key) is not None
+            )
+
+    async def scenario() -> list[float]:
+        await a.start()
+        await b.start()
+        written: dict[str, float] = {}
+        lags: dict[str, float] = {}
+        rng = random.Random(0)
+        try:
+            for i in range(count):
+                key = f"lag-{i}"
+                with a.service.lock:
+                    a.replica.edit(code, [Upsert("support_blocks", key, {"i": i}, {"i": i})])
+                written[key] = time.monotonic()
+                a.notify_local_change()
+                until = time.monotonic() + rng.uniform(0.2, 1.2)
+                while time.monotonic() < until or (i == count - 1 and len(lags) < count):
+                    for k, t in written.items():
+                        if k not in lags and seen(k):
+                            lags[k] = time.monotonic() - t
+                    if time.monotonic() - min(written.values()) > 120:
+                        raise RuntimeError("replication stalled")
+                    await asyncio.sleep(0.02)
+        finally:
+            await a.stop()
+            await b.stop()
+        return list(lags.values())
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
