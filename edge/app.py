@@ -46,6 +46,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from edge import auth
+from edge.discovery import LanDiscovery
 from edge.replica import BoxReplica, ReplicaError
 from edge.sync_agent import AgentConfig, SyncAgent
 from edge.town import ResultRow
@@ -78,6 +79,7 @@ class BoxConfig:
     shards: int = DEFAULT_SHARDS
     pull_interval_s: float = 30.0
     box_id: str = ""  # defaults to box-<town>
+    discovery_interfaces: tuple[str, ...] = ()  # LAN discovery off unless set (or discovery.json)
 
     @property
     def host_box(self) -> str:
@@ -209,6 +211,7 @@ class Box:
 
 def create_app(config: BoxConfig) -> Starlette:
     box = Box(config)
+    lan = LanDiscovery.for_box(box)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -217,9 +220,11 @@ def create_app(config: BoxConfig) -> Starlette:
         sync = AgentConfig.for_box(config.data_dir, config.hub_url, config.town_code)
         agent = SyncAgent(box.storage, sync)
         await agent.start()
+        await lan.start(agent)
         try:
             yield
         finally:
+            await lan.stop()
             await agent.stop()
             puller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -504,6 +509,7 @@ def create_app(config: BoxConfig) -> Starlette:
             Route("/resident/{resident_id:str}", resident_page),
             Route("/issue", issue_submit, methods=["POST"]),
             Route("/api/health", health),
+            *lan.routes,
         ],
         middleware=[Middleware(auth.SessionMiddleware, sessions=box.sessions)],
         lifespan=lifespan,

@@ -511,3 +511,122 @@ def _replication_lags(data: Path, code: str, ring: Any, count: int) -> list[floa
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@figure_group("discovery")
+def bench_discovery(seed: int, quick: bool) -> Figures:
+    """LAN discovery (edge/discovery.py, python-zeroconf bound to 127.0.0.1): two real box
+    processes (`renkei box`, HTTPS, the hub down). The host runs; a visiting box of another
+    town starts and advertises itself; the host discovers it, verifies its enrolment over
+    HTTPS (nonce, certificate, channel binding) and its sync agent pulls the visitor's
+    fresher replica. Measured from the visitor's first advertisement (its mDNS probing
+    included): discovery_to_verified_s until the host hands the verified peer to its sync
+    agent, discovery_to_first_sync_s until the host holds the visitor's blobs (target ≤ 3).
+    """
+    import json
+    import socket
+    import subprocess
+    import sys
+    from datetime import UTC, datetime, timedelta
+
+    from nacl.signing import SigningKey
+
+    from edge.discovery import read_journal
+    from edge.identity_api import write_enrolment
+    from edge.tls import create_ca, issue_server_cert, write_server_files
+    from shared.crypto import FederationRoot, KeyRing, TownKeys, issue_box_certificate
+    from shared.registry import Upsert
+    from shared.storage import SqliteStorage
+    from shared.sync.identity import Identity
+    from shared.sync.replica import SyncReplica
+
+    federation = FederationRoot.generate()
+    ca_cert, ca_key = create_ca()
+    visiting = TownKeys.generate("15405")
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def box(root: Path, town: str, name: str) -> tuple[Path, list[str]]:
+        data, port = root / town, free_port()
+        data.mkdir(parents=True)
+        key = SigningKey.generate()
+        (data / "box.key").write_bytes(bytes(key))
+        now = datetime.now(UTC)
+        write_enrolment(data, issue_box_certificate(
+            federation, f"box-{town}", town=town, verify_key=key.verify_key,
+            sealing_key=key.to_curve25519_private_key().public_key,
+            issued_at=now - timedelta(hours=1), expires_at=now + timedelta(days=1)))  # fmt: skip
+        files = write_server_files(
+            root / f"{town}-tls", *issue_server_cert(ca_cert, ca_key, [], ["127.0.0.1"])
+        )
+        (data / "discovery.json").write_text(json.dumps({
+            "interfaces": ["127.0.0.1"], "port": port, "name": name,
+            "tls_cert": str(files.cert), "federation_root": bytes(federation.verify_key).hex(),
+        }, ensure_ascii=False))  # fmt: skip
+        (data / "sync.json").write_text(json.dumps({  # the agent's production timings
+            "hub": None, "listen": f"127.0.0.1:{free_port()}", "towns": ["15307", "15405"],
+        }))  # fmt: skip
+        args = ["box", "--hub", "http://127.0.0.1:9", "--town", town, "--data", str(data),
+                "--tls", str(root / f"{town}-tls"), "--port", str(port)]  # fmt: skip
+        return data, args
+
+    def first(data: Path, event: str) -> dict[str, Any] | None:
+        found = [e for e in read_journal(data / "lan-journal.jsonl") if e["event"] == event]
+        return found[0] if found else None
+
+    def wait(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+        deadline = time.monotonic() + timeout
+        while not (result := condition()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            time.sleep(0.02)
+        return result
+
+    def one_run(run: int) -> tuple[float, float]:
+        with tempfile.TemporaryDirectory(prefix="renkei-bench-lan-") as tmp:
+            root = Path(tmp)
+            host, host_args = box(root, "15307", f"聖籠町役場 連携ボックス {run}")
+            visitor, visitor_args = box(root, "15405", f"出雲崎町役場 持ち出し {run}")
+            store = SqliteStorage(visitor / "replica.db")
+            writer = Identity.generate()
+            session = SyncReplica(store, writer, towns=("15405",), shards=2,
+                                  keyrings=[KeyRing("15405", [visiting])])  # fmt: skip
+            for i in range(20):
+                session.edit("15405", [Upsert("households", f"h{i}", {"i": i}, {"i": i})])
+            store.close()
+
+            def arrived() -> float | None:
+                storage = SqliteStorage(host / "replica.db")
+                try:
+                    log = storage.load_range(("15405", "log", writer.writer_id))
+                finally:
+                    storage.close()
+                return time.monotonic() if len(log) == 20 else None
+
+            processes = []
+            try:
+                for args in (host_args, visitor_args):
+                    processes.append(subprocess.Popen(
+                        [sys.executable, "-m", "renkei", *args],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+                    if args is host_args:
+                        wait(lambda: first(host, "advertised"), "the host to advertise")
+                done = wait(arrived, "the visitor's blobs at the host")
+                start = wait(lambda: first(visitor, "advertising"), "the visitor's journal")
+                handed = wait(lambda: first(host, "handed_over"), "the host's journal")
+                return handed["mono"] - start["mono"], done - start["mono"]
+            finally:
+                for process in processes:
+                    process.terminate()
+                for process in processes:
+                    process.wait(timeout=30)
+
+    verified, synced = zip(*(one_run(run) for run in range(1 if quick else 3)), strict=True)
+    return {
+        "discovery_to_verified_s": statistics.median(verified),
+        "discovery_to_first_sync_s": statistics.median(synced),
+        "discovery_to_first_sync_max_s": max(synced),
+    }
