@@ -44,6 +44,7 @@ from typing import Any
 from edge.counter import ClerkSession, Counter, CounterError
 from edge.replica import BoxReplica, UnlockError
 from edge.town import OpenTown
+from shared.crypto import KeyRing
 from shared.issuance import IssuanceError
 from shared.search import QueryError
 from shared.storage import SqliteStorage
@@ -63,6 +64,7 @@ class TownWorker:
         self.open: OpenTown | None = None
         self.capabilities: dict[str, ClerkSession] = {}
         self.counter: Counter | None = None
+        self.keyring: KeyRing | None = None
 
     def unlock(self, login_id: str, password: str) -> dict[str, Any]:
         try:
@@ -73,10 +75,7 @@ class TownWorker:
             registry = self.replica.open_registry(self.town, unlocked.keyring, self.shards)
             name, as_of = self.replica.town_name(self.town), self.replica.as_of(self.town)
             self.open = OpenTown(self.town, name, as_of, registry)
-            try:
-                self.counter = Counter(registry, unlocked.keyring, self.storage, self.box_id, as_of)
-            except CounterError as exc:
-                log.warning("counter unavailable for %s: %s", self.town, exc)
+            self.keyring = unlocked.keyring
             log.info("town %s opened by login %r", self.town, login_id)
         capability = secrets.token_urlsafe(32)
         self.capabilities[capability] = ClerkSession(
@@ -108,18 +107,31 @@ class TownWorker:
             return {"ok": False, **info, "error": str(exc), "query_error": True}
         return {"ok": True, **info, "rows": rows}
 
+    def _counter(self) -> Counter:
+        """Built at the first counter request, not at login: it materialises every tax,
+        insurance and vehicle record, which a clerk who only searches never needs."""
+        if self.counter is None:
+            assert self.open is not None and self.keyring is not None
+            self.counter = Counter(
+                self.open.registry, self.keyring, self.storage, self.box_id, self.open.as_of
+            )
+        return self.counter
+
     def household(self, capability: str, resident_id: str) -> dict[str, Any]:
-        if capability not in self.capabilities or self.counter is None:
+        if capability not in self.capabilities or self.open is None:
             return {"ok": False, "error": "denied"}
-        found = self.counter.household(resident_id)
+        try:
+            found = self._counter().household(resident_id)
+        except CounterError as exc:
+            return {"ok": False, "error": str(exc)}
         return {"ok": True, "household": found}
 
     def issue(self, capability: str, form: dict[str, Any]) -> dict[str, Any]:
         clerk = self.capabilities.get(capability)
-        if clerk is None or self.counter is None:
+        if clerk is None or self.open is None:
             return {"ok": False, "error": "denied"}
         try:
-            return self.counter.issue(clerk, form, datetime.now(UTC))
+            return self._counter().issue(clerk, form, datetime.now(UTC))
         except (CounterError, IssuanceError) as exc:
             return {"ok": False, "error": str(exc), "query_error": True}
 
