@@ -49,7 +49,7 @@ install -D -m 0644 /dev/stdin "$ESP/loader/entries/renkei.conf" <<CONF
 title   Renkei edge box (Debian 12, kernel $VERSION)
 linux   /renkei/vmlinuz
 initrd  /renkei/initrd
-options root=PARTLABEL=renkei-root ro quiet panic=10
+options root=PARTLABEL=renkei-root ro panic=10 console=tty0 console=ttyS0,115200
 CONF
 find "$ESP" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 

@@ -7,7 +7,7 @@
 #      console, for the town's box register), drop the throw-away key, mkfs.ext4, mount.
 #   2. Enrolment input, first found of:
 #        /etc/renkei/enroll.env                      (typed in by IT staff, or baked in)
-#        a USB stick labelled RENKEI-ENROL with renkei-enroll/enroll.env on it
+#        a USB stick labelled RENKEIENROL with renkei-enroll/enroll.env on it
 #      enroll.env holds shell-style lines:
 #        RENKEI_HUB=https://hub.renkei.lan           hub URL on the closed line (required)
 #        RENKEI_TOKEN=…                              one-time enrolment token (required)
@@ -32,7 +32,7 @@ DEVICE=/dev/disk/by-partlabel/renkei-data
 MAPPER=renkei-data
 RENKEI=/opt/renkei/current/bin/renkei
 ISSUE=/run/issue.d/50-renkei.issue
-STICK_LABEL="RENKEI-ENROL"
+STICK_LABEL="RENKEIENROL"
 
 say() { printf 'renkei-firstboot: %s\n' "$*"; }
 fail() {
@@ -66,8 +66,11 @@ setup_data_partition() {
     fi
     # The recovery key is printed once, on the console: IT staff write it into the town's
     # box register and keep it in the safe. It is the only way in without this TPM.
-    systemd-cryptenroll --unlock-key-file="$key" --recovery-key "$DEVICE" </dev/null \
-      | tee /dev/console >/dev/null
+    {
+      printf '\n==== 回復キー / recovery key (renkei-data) — 機器管理台帳に記録 ====\n'
+      systemd-cryptenroll --unlock-key-file="$key" --recovery-key "$DEVICE" </dev/null
+      printf '\n==== end of recovery key ====\n\n'
+    } >/dev/console  # never to the journal: it is on the unencrypted root
     cryptsetup open --key-file "$key" "$DEVICE" "$MAPPER"
     # the throw-away key was a "password" slot: only the TPM2 and recovery slots remain
     systemd-cryptenroll --wipe-slot=password "$DEVICE"
@@ -77,7 +80,9 @@ setup_data_partition() {
     systemctl start "systemd-cryptsetup@$MAPPER.service" \
       || fail "データ領域を開けません (TPM)。回復キーで開いてください: docs/operations.md"
   fi
-  mount "$DATA" || fail "データ領域をマウントできません。"
+  # Mounted by systemd (the fstab unit), not by `mount` here: this service runs in its
+  # own mount namespace, and a mount made in it would vanish when it exits.
+  systemctl start var-lib-renkei.mount || fail "データ領域をマウントできません。"
   systemd-tmpfiles --create /usr/lib/tmpfiles.d/renkei.conf
 }
 
@@ -120,7 +125,7 @@ HUB=$(read_value RENKEI_HUB "$ENROLL_DIR/enroll.env")
 TOKEN=$(read_value RENKEI_TOKEN "$ENROLL_DIR/enroll.env")
 NTP=$(read_value RENKEI_NTP "$ENROLL_DIR/enroll.env")
 UPS=$(read_value RENKEI_UPS "$ENROLL_DIR/enroll.env")
-[[ "$HUB" =~ ^https?://[A-Za-z0-9.:\[\]-]+(/.*)?$ ]] || fail "RENKEI_HUB が正しくありません: $HUB"
+[[ "$HUB" =~ ^https?://[][A-Za-z0-9.:-]+(/.*)?$ ]] || fail "RENKEI_HUB が正しくありません: $HUB"
 [[ -n "$TOKEN" ]] || fail "RENKEI_TOKEN がありません。"
 
 "$RENKEI" enroll --help >/dev/null 2>&1 \

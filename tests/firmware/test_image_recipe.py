@@ -80,3 +80,18 @@ def test_recipe_installs_every_unit_and_the_fonts() -> None:
                     "tpm2-tools", "python3-venv", "linux-image-amd64", "systemd-boot"):  # fmt: skip
         assert re.search(rf"(^|\s){re.escape(package)}(\s|$)", recipe, re.M), package
     assert "/opt/renkei/versions/$VERSION" in recipe and "--no-index" in recipe
+
+
+def test_enrolment_stick_label_fits_a_fat_label() -> None:
+    """mkfs.vfat refuses labels over 11 characters (found booting the image in QEMU)."""
+    label = re.search(r'^STICK_LABEL="([^"]+)"$', (IMAGE / "firstboot.sh").read_text(), re.M)
+    assert label and len(label.group(1)) <= 11 and label.group(1).isupper()
+    assert label.group(1) in (IMAGE / "boot-test.sh").read_text()
+
+
+def test_firstboot_mounts_through_systemd() -> None:
+    """The service has its own mount namespace: a plain `mount` there would vanish when it
+    exits (found booting the image), so the data partition is mounted by its fstab unit."""
+    firstboot = (IMAGE / "firstboot.sh").read_text()
+    assert "systemctl start var-lib-renkei.mount" in firstboot
+    assert not re.search(r'^\s*mount "\$DATA"', firstboot, re.M)
