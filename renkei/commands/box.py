@@ -24,14 +24,12 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from edge.app import BoxConfig, create_app
     from edge.tls import ssl_kwargs
+    from firmware.notify import run_uvicorn
 
     config = BoxConfig(args.hub, args.town, args.data, shards=args.shards)
     tls = ssl_kwargs(args.tls) if args.tls else {}
-    uvicorn.run(
-        create_app(config), host=args.host, port=args.port, log_level="warning", **tls
-    )
+    # Under systemd (Type=notify) this says READY=1 once listening and pings the watchdog.
+    run_uvicorn(create_app(config), host=args.host, port=args.port, log_level="warning", **tls)
     return 0

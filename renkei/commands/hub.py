@@ -16,9 +16,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from cloud.app import create_app
+    from firmware.notify import run_uvicorn
 
-    uvicorn.run(create_app(args.data), host=args.host, port=args.port, log_level="warning")
+    run_uvicorn(create_app(args.data), host=args.host, port=args.port, log_level="warning")
     return 0
