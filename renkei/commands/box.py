@@ -19,6 +19,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8701, help="port to listen on")
+    parser.add_argument(
+        "--discover", action="append", default=[], metavar="ADDRESS",
+        help="advertise and look for boxes and printers (mDNS) on this LAN address "
+        "(repeatable; off by default, never on loopback in production)",
+    )  # fmt: skip
     parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
@@ -28,7 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from edge.tls import ssl_kwargs
     from firmware.notify import run_uvicorn
 
-    config = BoxConfig(args.hub, args.town, args.data, shards=args.shards)
+    config = BoxConfig(
+        args.hub,
+        args.town,
+        args.data,
+        shards=args.shards,
+        discovery_interfaces=tuple(args.discover),
+    )
     tls = ssl_kwargs(args.tls) if args.tls else {}
     # Under systemd (Type=notify) this says READY=1 once listening and pings the watchdog.
     run_uvicorn(create_app(config), host=args.host, port=args.port, log_level="warning", **tls)
