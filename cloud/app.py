@@ -7,6 +7,7 @@ out as blobs sealed to their town, clerks' keys wrapped under their passwords.
     GET /                                         status page (Japanese)
     GET /api/health                               {"status": "ok"}
     GET /api/towns                                [{"code", "name", "as_of", "documents"}]
+    GET|POST /verify                              check a certificate's QR payload offline
     GET /api/federation                           {"hub_writer": hex, "towns": {code: public},
                                                    "names": {code: name}}
     GET /api/replica/{town}?box_town=C            {"as_of", "documents": {name: blob id},
@@ -35,7 +36,9 @@ from starlette.routing import Route
 from cloud.custody import HUB_WRITER_KEY, credential_is_for_roster, partner_copy_marker
 from cloud.store import TownStore, known_towns
 from cloud.sync_api import hub_service, sync_routes
+from printing.verification import verify_for_page
 from shared.blobs import blob_id
+from shared.crypto import TownPublic
 from shared.storage import SqliteStorage
 
 _templates = Environment(
@@ -84,6 +87,21 @@ def create_app(data_dir: Path) -> Starlette:
 
     async def towns(request: Request) -> JSONResponse:
         return JSONResponse(_town_summaries(request.app.state.storage))
+
+    async def verify_page(request: Request) -> HTMLResponse:
+        """Anyone may check a certificate's QR against the towns' public keys held here."""
+        storage = request.app.state.storage
+        payload, verdict = "", None
+
+        def current_public(town: str) -> TownPublic | None:
+            data = storage.load((town, "public"))
+            return None if data is None else TownPublic.from_json(json.loads(data))
+
+        if request.method == "POST":
+            payload = str((await request.form()).get("payload", ""))
+            verdict = verify_for_page(payload, current_public)
+        html = _templates.get_template("verify.html").render(payload=payload, verdict=verdict)
+        return HTMLResponse(html)
 
     async def federation(request: Request) -> JSONResponse:
         storage = request.app.state.storage
@@ -158,6 +176,7 @@ def create_app(data_dir: Path) -> Starlette:
             Route("/api/health", health),
             Route("/api/towns", towns),
             Route("/api/federation", federation),
+            Route("/verify", verify_page, methods=["GET", "POST"]),
             Route("/api/replica/{town:str}", replica),
             Route("/api/replica/{town:str}/blobs/{name:str}", sealed_blob),
             Route("/api/replica/{town:str}/credentials/{login:str}", credential),

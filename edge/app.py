@@ -13,6 +13,7 @@ logs in with their usual ID and password, and every town is sealed again on rest
     POST /clock/confirm    a supervisor confirms the date after a power loss
     GET  /resident/{id}    the resident's household and the request form
     POST /issue            decide under the issuance rules; the PDF, or the refusal explained
+    GET/POST /verify       check a certificate's QR payload offline (no login)
     GET  /api/health       {"status": "ok", "town": code, "open": [codes]}
 
 Time (BRIEF §3): the box keeps a floor from the newest signed time it has seen (a clerk
@@ -51,6 +52,7 @@ from edge.replica import BoxReplica, ReplicaError
 from edge.sync_agent import AgentConfig, SyncAgent
 from edge.town import ResultRow
 from edge.workers import WorkerGone, WorkerPool
+from printing.verification import verify_for_page
 from shared.activation import ActivationError, ActivationRegistry, TownTrust, jst
 from shared.audit import AuditError, AuditKind, AuditWriter, TownAuditRecorder
 from shared.clock import ClockBehindFloor, ClockError, TrustedClock
@@ -491,6 +493,14 @@ def create_app(config: BoxConfig) -> Starlette:
             headers={"Content-Disposition": f'attachment; filename="juminhyo-{number}.pdf"'},
         )
 
+    async def verify_page(request: Request) -> Response:
+        """Anyone may check a certificate's QR here; no login, nothing personal stored."""
+        payload, verdict = "", None
+        if request.method == "POST":
+            payload = str((await request.form()).get("payload", ""))
+            verdict = verify_for_page(payload, box.replica.town_public)
+        return render("verify.html", payload=payload, verdict=verdict)
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
             {"status": "ok", "town": config.town_code, "open": await box.workers.open_towns()}
@@ -508,6 +518,7 @@ def create_app(config: BoxConfig) -> Starlette:
             Route("/api/search", search_api),
             Route("/resident/{resident_id:str}", resident_page),
             Route("/issue", issue_submit, methods=["POST"]),
+            Route("/verify", verify_page, methods=["GET", "POST"]),
             Route("/api/health", health),
             *lan.routes,
         ],

@@ -192,6 +192,20 @@ def test_counter_issues_a_juminhyo_and_explains_a_refusal(
             ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
         ).stdout
         assert "住民票" in text and "発行番号" in text
+        # The QR on the printed page verifies on the box's public page — and fails altered.
+        subprocess.run(["pdftoppm", "-r", "300", "-png", "-f", "1", "-l", "1", str(pdf),
+                        str(tmp_path / "page")], check=True)  # fmt: skip
+        page_png = next(tmp_path.glob("page*.png"))
+        payload = subprocess.run(
+            ["zbarimg", "--quiet", "--raw", str(page_png)], capture_output=True, text=True
+        ).stdout.strip()
+        assert payload.startswith("RK1:")
+        with _client(federation) as anyone:  # no login needed
+            good = anyone.post("/verify", data={"payload": payload})
+            assert "署名は有効です" in good.text
+            flipped = payload[:-3] + ("A" if payload[-3] != "A" else "B") + payload[-2:]
+            bad = anyone.post("/verify", data={"payload": flipped})
+            assert "署名は有効です" not in bad.text and "確認できません" in bad.text
         victim = next(r for r in town.residents if r.id in blocked and r.removal is None)
         third = {**form, "subject": victim.id, "requester": "第三者",
                  "applicant_name": "第三者　太郎", "applicant_id": ""}  # fmt: skip
