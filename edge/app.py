@@ -39,7 +39,6 @@ from typing import Any
 
 import httpx
 from jinja2 import Environment, PackageLoader, select_autoescape
-from nacl.signing import SigningKey
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -47,6 +46,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from edge import auth
+from edge.boxkey import box_signing_key
 from edge.discovery import LanDiscovery
 from edge.replica import BoxReplica, ReplicaError
 from edge.sync_agent import AgentConfig, SyncAgent
@@ -88,18 +88,6 @@ class BoxConfig:
         return self.box_id or f"box-{self.town_code}"
 
 
-def _box_signing_key(data_dir: Path) -> SigningKey:
-    """The box's own Ed25519 key (its audit writer identity; enrolment certifies it).
-    A box key, not a town key: it opens nothing."""
-    path = data_dir / "box.key"
-    if not path.exists():
-        temporary = path.with_suffix(".tmp")
-        temporary.write_bytes(bytes(SigningKey.generate()))
-        temporary.chmod(0o600)
-        temporary.replace(path)
-    return SigningKey(path.read_bytes())
-
-
 class Box:
     """The box's state: its sealed replica, sessions, and the towns open in memory."""
 
@@ -119,7 +107,7 @@ class Box:
         self.hub_reachable = False
         self.audit = TownAuditRecorder(
             self.storage,
-            AuditWriter.for_box(config.host_box, _box_signing_key(config.data_dir)),
+            AuditWriter.for_box(config.host_box, box_signing_key(config.data_dir)),
             self.replica.town_public,
             self.clock.now,
         )

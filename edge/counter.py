@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from nacl.signing import SigningKey
+
 from shared import crypto
 from shared.export_csv import town_json
 from shared.issuance import (
@@ -65,6 +67,7 @@ class Counter:
         storage: Storage,
         box_id: str,
         data_as_of: str,
+        writer_key: SigningKey,
     ) -> None:
         settings = registry.get("town", "settings")
         if settings is None:
@@ -84,15 +87,10 @@ class Counter:
             registry.objects("vehicles"),
             registry.objects("nhi_members"),
         )
-        writer = crypto.ClerkKeys.generate(self.town.code, f"{box_id}-registers")
-        registers = SealedStorage(
-            storage,
-            keyring.public,
-            writer.signing_key,
-            f"registers:{box_id}",
-            keyring,
-            lambda w: writer.signing_key.verify_key if w == f"registers:{box_id}" else None,
-        )
+        # Registers are sealed to the town and signed by the box's own key, so they still
+        # verify after the worker restarts (numbers must never be reused).
+        registers = registers_storage(storage, keyring, box_id, writer_key)
+        self.registers = registers
         self.office = IssuanceOffice(registers, self.town.code, box_id)
 
     def household(self, resident_id: str) -> dict[str, Any] | None:
@@ -133,6 +131,9 @@ class Counter:
             decision, self.data, desk, Operator(clerk.login_id, self.town.code), now
         )
         pdf = self._render(decision, entries[0].number, clerk, now)
+        # What was printed is kept, sealed, so the document can be reproduced exactly
+        # (`renkei reprint`) rather than re-rendered from data that may have changed.
+        self.registers.save(printed_key(self.town.code, entries[0].number), pdf)
         return {
             "ok": True,
             "issued": True,
@@ -180,6 +181,27 @@ class Counter:
             whole_household=decision.request.whole_household,
         )
         return document.pdf
+
+
+def printed_key(town: str, number: str) -> tuple[str, ...]:
+    """Where an issued document's PDF is kept (sealed to the town): by its 発行番号."""
+    return (town, "printed", number.split(" ")[0])
+
+
+def registers_storage(
+    storage: Storage, keyring: crypto.KeyRing, box_id: str, writer_key: SigningKey
+) -> SealedStorage:
+    """The town's registers on this box: sealed to the town, signed by the box's key."""
+    writer_id = f"registers:{box_id}"
+    verify_key = writer_key.verify_key
+    return SealedStorage(
+        storage,
+        keyring.public,
+        writer_key,
+        writer_id,
+        keyring,
+        lambda w: verify_key if w == writer_id else None,
+    )
 
 
 def _as_of(text: str) -> datetime:

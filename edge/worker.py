@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge.boxkey import box_signing_key
 from edge.counter import ClerkSession, Counter, CounterError
 from edge.replica import BoxReplica, UnlockError
 from edge.town import OpenTown
@@ -57,6 +58,7 @@ MAX_LINE = 64 * 1024
 class TownWorker:
     def __init__(self, data_dir: Path, town: str, shards: int, box_id: str = "") -> None:
         self.town = town
+        self.data_dir = data_dir
         self.box_id = box_id or "B01"
         self.shards = shards
         self.storage = SqliteStorage(data_dir / "replica.db")
@@ -113,7 +115,12 @@ class TownWorker:
         if self.counter is None:
             assert self.open is not None and self.keyring is not None
             self.counter = Counter(
-                self.open.registry, self.keyring, self.storage, self.box_id, self.open.as_of
+                self.open.registry,
+                self.keyring,
+                self.storage,
+                self.box_id,
+                self.open.as_of,
+                box_signing_key(self.data_dir),
             )
         return self.counter
 

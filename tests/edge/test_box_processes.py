@@ -192,6 +192,17 @@ def test_counter_issues_a_juminhyo_and_explains_a_refusal(
             ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
         ).stdout
         assert "住民票" in text and "発行番号" in text
+        # The issued document is kept sealed: `renkei reprint` reproduces it byte for byte.
+        number = issued.headers["content-disposition"].split("juminhyo-")[1].split(".pdf")[0]
+        again = tmp_path / "reprint.pdf"
+        reprint = subprocess.run(
+            [sys.executable, "-m", "renkei", "reprint", number, "--data",
+             str(federation.tree / "data"), "--town", "15307", "--login", federation.clerk,
+             "--out", str(again)],
+            env={**os.environ, "RENKEI_PASSWORD": PASSWORD}, capture_output=True, text=True,
+        )  # fmt: skip
+        assert reprint.returncode == 0, reprint.stderr
+        assert again.read_bytes() == issued.content
         # The QR on the printed page verifies on the box's public page — and fails altered.
         subprocess.run(["pdftoppm", "-r", "300", "-png", "-f", "1", "-l", "1", str(pdf),
                         str(tmp_path / "page")], check=True)  # fmt: skip
