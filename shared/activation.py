@@ -60,6 +60,7 @@ Errors:
 
 from __future__ import annotations
 
+import abc
 import enum
 import json
 import math
@@ -67,7 +68,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import nacl.exceptions
 import nacl.hash
@@ -320,7 +321,7 @@ def _signer_tag(key_id_hex: str) -> bytes:
 # ---------------------------------------------------------------------------- records
 
 
-class _Record:
+class _Record(abc.ABC):
     """What the compact records share: a packed body, a signer and a signature."""
 
     KIND: ClassVar[Kind]
@@ -331,11 +332,11 @@ class _Record:
     signature: bytes
 
     @property
-    def town(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def town(self) -> str: ...
 
-    def _pack(self, bits: _Bits) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _pack(self, bits: _Bits) -> None: ...
 
     def body(self) -> bytes:
         bits = _Bits()
@@ -553,6 +554,9 @@ class Ratification(_TargetRecord):
     def signed_by(self, keys: ClerkKeys) -> Ratification:
         result: Ratification = _sign(self, keys)
         return result
+
+
+_T = TypeVar("_T", Revocation, Ratification)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1349,51 +1353,46 @@ class ActivationRegistry:
     ) -> Revocation:
         """Store a deputy's revocation; it overrides its target from now on, even if the
         target arrives later."""
-        moment = self.effective_now(now)
-        revocation, signer = self._deputy_record(code_or_record, Revocation)
-        with self._lock:
-            if revocation.target not in self._revoked:
-                self._log(
-                    revocation.town,
-                    AuditKind.ACTIVATION_REVOKED,
-                    {
-                        "record": revocation.target.hex(),
-                        "signer": signer.login_id,
-                        "at": revocation.at,
-                    },
-                )
-                self.storage.save(
-                    (*self._prefix, "revocation", revocation.target.hex()),
-                    _canonical(revocation.to_json()),
-                )
-                self._revoked[revocation.target] = revocation
-            self._observe(revocation.at, moment)
-            return self._revoked[revocation.target]
+        return self._store_target_record(
+            code_or_record, Revocation, self._revoked, "revocation",
+            AuditKind.ACTIVATION_REVOKED, now,
+        )  # fmt: skip
 
     def ratify(
         self, code_or_record: str | Mapping[str, Any] | Ratification, *, now: float | None = None
     ) -> Ratification:
         """Store a deputy's ratification of a break-glass."""
+        return self._store_target_record(
+            code_or_record, Ratification, self._ratified, "ratification",
+            AuditKind.RATIFICATION, now,
+        )  # fmt: skip
+
+    def _store_target_record(
+        self,
+        code_or_record: Any,
+        kind: type[_T],
+        store: dict[bytes, _T],
+        name: str,
+        audit_kind: AuditKind,
+        now: float | None,
+    ) -> _T:
+        """Revocations and ratifications: a deputy-signed record about an earlier one,
+        audited and kept once, whichever copy arrives first."""
         moment = self.effective_now(now)
-        ratification, signer = self._deputy_record(code_or_record, Ratification)
+        record, signer = self._deputy_record(code_or_record, kind)
         with self._lock:
-            if ratification.target not in self._ratified:
+            if record.target not in store:
                 self._log(
-                    ratification.town,
-                    AuditKind.RATIFICATION,
-                    {
-                        "record": ratification.target.hex(),
-                        "signer": signer.login_id,
-                        "at": ratification.at,
-                    },
+                    record.town,
+                    audit_kind,
+                    {"record": record.target.hex(), "signer": signer.login_id, "at": record.at},
                 )
                 self.storage.save(
-                    (*self._prefix, "ratification", ratification.target.hex()),
-                    _canonical(ratification.to_json()),
+                    (*self._prefix, name, record.target.hex()), _canonical(record.to_json())
                 )
-                self._ratified[ratification.target] = ratification
-            self._observe(ratification.at, moment)
-            return self._ratified[ratification.target]
+                store[record.target] = record
+            self._observe(record.at, moment)
+            return store[record.target]
 
     # ------------------------------------------------------------------ answering
 

@@ -200,7 +200,23 @@ class TownPublic:
 _TOWN_KEYS_MAGIC = b"RKTK\x01"
 
 
-class TownKeys:
+class _PrivatePair:
+    """An X25519 sealing key and an Ed25519 signing key held together (towns, clerks)."""
+
+    __slots__ = ()
+    _sealing: PrivateKey
+    _signing: SigningKey
+
+    @property
+    def sealing_key(self) -> PrivateKey:
+        return self._sealing
+
+    @property
+    def signing_key(self) -> SigningKey:
+        return self._signing
+
+
+class TownKeys(_PrivatePair):
     """A town's private keys for one epoch. Lives only in that town's worker process."""
 
     __slots__ = ("_sealing", "_signing", "epoch", "town")
@@ -214,14 +230,6 @@ class TownKeys:
     @classmethod
     def generate(cls, town: str, epoch: int = 1) -> TownKeys:
         return cls(town, epoch, PrivateKey.generate(), SigningKey.generate())
-
-    @property
-    def sealing_key(self) -> PrivateKey:
-        return self._sealing
-
-    @property
-    def signing_key(self) -> SigningKey:
-        return self._signing
 
     @property
     def public(self) -> TownPublic:
@@ -397,7 +405,7 @@ class ClerkPublic:
         return key_id(self.verify_key)
 
 
-class ClerkKeys:
+class ClerkKeys(_PrivatePair):
     """One clerk's own key pairs, open only while the clerk is logged in."""
 
     __slots__ = ("_sealing", "_signing", "login_id", "town")
@@ -411,14 +419,6 @@ class ClerkKeys:
     @classmethod
     def generate(cls, town: str, login_id: str) -> ClerkKeys:
         return cls(town, login_id, PrivateKey.generate(), SigningKey.generate())
-
-    @property
-    def sealing_key(self) -> PrivateKey:
-        return self._sealing
-
-    @property
-    def signing_key(self) -> SigningKey:
-        return self._signing
 
     @property
     def public(self) -> ClerkPublic:
