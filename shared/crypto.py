@@ -646,7 +646,7 @@ def open_town_keys(
 
 # ---------------------------------------------------------------------------- federation root
 
-CertificateKind = Literal["town", "box"]
+CertificateKind = Literal["town", "box", "issuer"]
 _CERT_CONTEXT = b"renkei certificate v1\x00"
 _CLERK_CERT_CONTEXT = b"renkei clerk certificate v1\x00"
 
@@ -681,11 +681,49 @@ class FederationRoot:
     __str__ = __repr__
 
 
+class EnrolmentIssuer:
+    """A key the root has delegated box enrolment to (kind "issuer" certificate): the
+    hub's enrolment authority, so that a box enrols with a one-time token while the root
+    itself stays offline. It signs box certificates only — never town certificates — and
+    each certificate it signs carries the issuer certificate as its `chain`, so anyone
+    holding just the root key can check it (`verify_box_certificate`)."""
+
+    __slots__ = ("_signing", "certificate")
+
+    def __init__(self, signing_key: SigningKey, certificate: Certificate) -> None:
+        if certificate.kind != "issuer" or bytes(certificate.verify_key) != bytes(
+            signing_key.verify_key
+        ):
+            raise CertificateError("the issuer certificate does not certify this key")
+        self._signing = signing_key
+        self.certificate = certificate
+
+    @property
+    def verify_key(self) -> VerifyKey:
+        return self._signing.verify_key
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self._signing.verify_key)
+
+    def _sign(self, message: bytes) -> bytes:
+        return self._signing.sign(message).signature
+
+    def __repr__(self) -> str:
+        return f"EnrolmentIssuer(key_id={self.key_id!r})"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True, slots=True)
 class Certificate:
     """A root-signed statement binding a town's (kind "town") or a box's (kind "box")
     public keys to its id for an epoch and a validity window. `town` is the town itself
-    for kind "town" and the town the box belongs to for kind "box"."""
+    for kind "town" and the town the box belongs to for kind "box". Kind "issuer" is the
+    root's delegation of box enrolment to a key (`EnrolmentIssuer`; `town` is
+    "federation"). A box certificate signed by an issuer carries the issuer's certificate
+    in `chain` — outside the signed body, serialised as "chain" — so it still verifies
+    against the root key alone."""
 
     kind: CertificateKind
     subject: str
@@ -695,8 +733,9 @@ class Certificate:
     epoch: int
     issued_at: datetime
     expires_at: datetime
-    issuer: str  # key id of the root that signed
+    issuer: str  # key id of the root (or of the enrolment issuer) that signed
     signature: bytes
+    chain: tuple[Certificate, ...] = ()  # the issuer's certificate, for a delegated box
 
     def _body(self) -> dict[str, Any]:
         return {
@@ -715,7 +754,10 @@ class Certificate:
         return _CERT_CONTEXT + _canonical(self._body())
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self._body(), signature=self.signature.hex())
+        data = dict(self._body(), signature=self.signature.hex())
+        if self.chain:
+            data["chain"] = [c.to_json() for c in self.chain]
+        return data
 
     def to_bytes(self) -> bytes:
         return _canonical(self.to_json())
@@ -723,8 +765,18 @@ class Certificate:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Certificate:
         kind = data.get("kind")
-        if kind not in ("town", "box"):
-            raise KeyFormatError("certificate kind must be 'town' or 'box'")
+        if kind not in ("town", "box", "issuer"):
+            raise KeyFormatError("certificate kind must be 'town', 'box' or 'issuer'")
+        chain: tuple[Certificate, ...] = ()
+        if "chain" in data:
+            links = data["chain"]
+            if kind != "box" or not isinstance(links, list) or len(links) != 1:
+                raise KeyFormatError("only a box certificate carries a chain (one issuer)")
+            if not isinstance(links[0], Mapping) or "chain" in links[0]:
+                raise KeyFormatError("a chain link must be a plain issuer certificate")
+            chain = (cls.from_json(links[0]),)
+            if chain[0].kind != "issuer":
+                raise KeyFormatError("a chain link must be an issuer certificate")
         return cls(
             kind=kind,
             subject=_check_name(data.get("subject"), "subject"),
@@ -736,6 +788,7 @@ class Certificate:
             expires_at=_from_seconds(_field(data, "expires_at", int)),
             issuer=_field(data, "issuer", str),
             signature=_hex(data, "signature", 64),
+            chain=chain,
         )
 
     @classmethod
@@ -744,7 +797,7 @@ class Certificate:
 
 
 def _issue(
-    root: FederationRoot,
+    root: FederationRoot | EnrolmentIssuer,
     kind: CertificateKind,
     subject: str,
     town: str,
@@ -754,6 +807,13 @@ def _issue(
     issued_at: datetime,
     expires_at: datetime,
 ) -> Certificate:
+    chain: tuple[Certificate, ...] = ()
+    if isinstance(root, EnrolmentIssuer):
+        if kind != "box":
+            raise CertificateError("an enrolment issuer certifies boxes only")
+        chain = (root.certificate,)
+        # never valid beyond the delegation it depends on
+        expires_at = min(expires_at, root.certificate.expires_at)
     if _utc_seconds(expires_at) <= _utc_seconds(issued_at):
         raise ValueError("a certificate must expire after it is issued")
     unsigned = Certificate(
@@ -767,8 +827,24 @@ def _issue(
         expires_at=_from_seconds(_utc_seconds(expires_at)),
         issuer=root.key_id,
         signature=b"",
+        chain=chain,
     )
     return replace(unsigned, signature=root._sign(unsigned.signed_bytes()))
+
+
+def issue_issuer_certificate(
+    root: FederationRoot,
+    verify_key: VerifyKey,
+    sealing_key: PublicKey,
+    *,
+    subject: str = "hub",
+    issued_at: datetime,
+    expires_at: datetime,
+) -> Certificate:
+    """Delegate box enrolment to a key (the hub's enrolment authority), in the ceremony."""
+    return _issue(
+        root, "issuer", subject, "federation", sealing_key, verify_key, 1, issued_at, expires_at
+    )
 
 
 def issue_town_certificate(
@@ -788,7 +864,7 @@ def issue_town_certificate(
 
 
 def issue_box_certificate(
-    root: FederationRoot,
+    root: FederationRoot | EnrolmentIssuer,
     box_id: str,
     *,
     town: str,
@@ -798,19 +874,18 @@ def issue_box_certificate(
     issued_at: datetime,
     expires_at: datetime,
 ) -> Certificate:
-    """Enrol a box (its own key pairs, not any town's) as belonging to `town`."""
+    """Enrol a box (its own key pairs, not any town's) as belonging to `town`: signed by
+    the root itself, or by an enrolment issuer (then chained, and cut to its validity)."""
     return _issue(root, "box", box_id, town, sealing_key, verify_key, epoch, issued_at, expires_at)
 
 
-def _verify_certificate(
-    cert: Certificate, kind: CertificateKind, root_key: VerifyKey, now: datetime
+def _check_signed(
+    cert: Certificate, kind: CertificateKind, signer: VerifyKey, now: datetime
 ) -> None:
     if cert.kind != kind:
         raise CertificateError(f"expected a {kind} certificate, got {cert.kind!r}")
-    if cert.issuer != key_id(root_key):
-        raise CertificateError("certificate issued by another root")
     try:
-        root_key.verify(cert.signed_bytes(), cert.signature)
+        signer.verify(cert.signed_bytes(), cert.signature)
     except nacl.exceptions.BadSignatureError as exc:
         raise CertificateError(f"bad signature on {kind} certificate {cert.subject!r}") from exc
     moment = _utc_seconds(now)
@@ -819,6 +894,29 @@ def _verify_certificate(
             f"{kind} certificate {cert.subject!r} valid {cert.issued_at.isoformat()} to "
             f"{cert.expires_at.isoformat()}, not at {now.isoformat()}"
         )
+
+
+def _verify_certificate(
+    cert: Certificate, kind: CertificateKind, root_key: VerifyKey, now: datetime
+) -> None:
+    if cert.issuer == key_id(root_key):
+        if cert.chain:
+            raise CertificateError("a root-signed certificate carries no chain")
+        _check_signed(cert, kind, root_key, now)
+        return
+    # Only a box certificate may be signed by a delegated enrolment issuer.
+    if kind != "box" or cert.kind != "box" or len(cert.chain) != 1:
+        raise CertificateError("certificate issued by another root")
+    link = cert.chain[0]
+    if link.issuer != key_id(root_key) or link.chain:
+        raise CertificateError("certificate issued by another root")
+    if key_id(link.verify_key) != cert.issuer:
+        raise CertificateError("the chain does not hold the certificate's issuer")
+    try:
+        _check_signed(link, "issuer", root_key, now)
+    except CertificateError as exc:
+        raise CertificateError(f"enrolment issuer: {exc}") from exc
+    _check_signed(cert, kind, link.verify_key, now)
 
 
 def verify_town_certificate(cert: Certificate, root_key: VerifyKey, *, now: datetime) -> TownPublic:
@@ -831,7 +929,16 @@ def verify_town_certificate(cert: Certificate, root_key: VerifyKey, *, now: date
 
 
 def verify_box_certificate(cert: Certificate, root_key: VerifyKey, *, now: datetime) -> Certificate:
+    """A box certificate signed by the root, or by an enrolment issuer the root certified
+    (carried in `cert.chain`); both valid at `now`. CertificateError otherwise."""
     _verify_certificate(cert, "box", root_key, now)
+    return cert
+
+
+def verify_issuer_certificate(
+    cert: Certificate, root_key: VerifyKey, *, now: datetime
+) -> Certificate:
+    _verify_certificate(cert, "issuer", root_key, now)
     return cert
 
 
