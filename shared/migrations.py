@@ -80,6 +80,8 @@ CREATE TABLE alert_state (
 ) WITHOUT ROWID;
 """
 
+_ALERT_DOWN = "DROP TABLE alert_state;"
+
 # Hub 2: enrolment. Tokens are stored hashed; a token row is consumed with one UPDATE
 # (single use across processes); boxes by name, their sync peer id unique.
 _ENROLMENT_UP = """
@@ -110,79 +112,58 @@ CREATE TABLE enrolled_boxes (
     revoked_at REAL,
     revoked_reason TEXT
 ) WITHOUT ROWID;
-""" + "".join(
-    # bring back rows parked by an earlier down step
-    f"""
-INSERT OR REPLACE INTO {table} SELECT {columns} FROM (
-    SELECT json(CAST(data AS TEXT)) AS j FROM blobs
-    WHERE key > 'migration-stash' || char(31) || '{table}' || char(31)
-      AND key < 'migration-stash' || char(31) || '{table}' || char(32));
-DELETE FROM blobs WHERE key > 'migration-stash' || char(31) || '{table}' || char(31)
-      AND key < 'migration-stash' || char(31) || '{table}' || char(32);
 """
-    for table, columns in (
-        ("enrolment_settings", "json_extract(j,'$.name'), json_extract(j,'$.value')"),
-        (
-            "enrolment_tokens",
-            ", ".join(
-                f"json_extract(j,'$.{c}')"
-                for c in (
-                    "token_hash box town issued_at expires_at used_at used_by revoked_at "
-                    "tls_sealed"
-                ).split()
-            ),
-        ),
-        (
-            "enrolled_boxes",
-            ", ".join(
-                f"json_extract(j,'$.{c}')"
-                for c in (
-                    "box town box_key sync_peer certificate binding enrolled_at last_seen "
-                    "revoked_at revoked_reason"
-                ).split()
-            ),
-        ),
-    )
-)
-
-
-def _stash(table: str, key_column: str, columns: str) -> str:
-    fields = ", ".join(f"'{c}', {c}" for c in columns.split())
-    return f"""
-INSERT OR REPLACE INTO blobs(key, data)
-    SELECT 'migration-stash' || char(31) || '{table}' || char(31) || {key_column},
-           CAST(json_object({fields}) AS BLOB) FROM {table};
-DROP TABLE {table};
-"""
-
-
-_ENROLMENT_DOWN = (
-    _stash("enrolment_settings", "name", "name value")
-    + _stash(
-        "enrolment_tokens",
+_COLUMNS = {
+    "enrolment_settings": ("name", "name value"),
+    "enrolment_tokens": (
         "token_hash",
         "token_hash box town issued_at expires_at used_at used_by revoked_at tls_sealed",
-    )
-    + _stash(
-        "enrolled_boxes",
+    ),
+    "enrolled_boxes": (
         "box",
         "box town box_key sync_peer certificate binding enrolled_at last_seen revoked_at "
         "revoked_reason",
-    )
+    ),
+}
+_STASH_RANGE = (
+    "key > 'migration-stash' || char(31) || '{table}' || char(31)"
+    " AND key < 'migration-stash' || char(31) || '{table}' || char(32)"
 )
+
+
+def _unstash(table: str, columns: str) -> str:
+    """Bring back the rows an earlier down step parked in `blobs`."""
+    values = ", ".join(f"json_extract(j, '$.{c}')" for c in columns.split())
+    where = _STASH_RANGE.format(table=table)
+    return (
+        f"INSERT OR REPLACE INTO {table} SELECT {values} FROM "
+        f"(SELECT json(CAST(data AS TEXT)) AS j FROM blobs WHERE {where});\n"
+        f"DELETE FROM blobs WHERE {where};\n"
+    )
+
+
+def _stash(table: str, key_column: str, columns: str) -> str:
+    """Park a table's rows in `blobs` as JSON under ("migration-stash", table, key)."""
+    fields = ", ".join(f"'{c}', {c}" for c in columns.split())
+    return (
+        "INSERT OR REPLACE INTO blobs(key, data) SELECT 'migration-stash' || char(31) || "
+        f"'{table}' || char(31) || {key_column}, CAST(json_object({fields}) AS BLOB) "
+        f"FROM {table};\nDROP TABLE {table};\n"
+    )
+
+
+_ENROLMENT_UP += "".join(_unstash(t, cols) for t, (_, cols) in _COLUMNS.items())
+_ENROLMENT_DOWN = "".join(_stash(t, key, cols) for t, (key, cols) in _COLUMNS.items())
 
 MIGRATIONS: dict[str, tuple[Migration, ...]] = {
     "box": (
         _BASELINE,
-        Migration(2, "alert state (logged once per change)", _ALERT_STATE,
-                  "DROP TABLE alert_state;"),  # fmt: skip
+        Migration(2, "alert state (logged once per change)", _ALERT_STATE, _ALERT_DOWN),
     ),
     "hub": (
         _BASELINE,
-        Migration(2, "enrolment: tokens, enrolled boxes, settings", _ENROLMENT_UP,
-                  _ENROLMENT_DOWN),  # fmt: skip
-        Migration(3, "alert state (logged once per change)", _ALERT_STATE,
-                  "DROP TABLE alert_state;"),  # fmt: skip
+        Migration(2, "enrolment: tokens, enrolled boxes, settings", _ENROLMENT_UP, _ENROLMENT_DOWN),
+        Migration(3, "alert state (logged once per change)", _ALERT_STATE, _ALERT_DOWN),
     ),
 }
 
