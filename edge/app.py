@@ -21,7 +21,8 @@ certificate's issue time, signed by the town) and refuses logins while its clock
 behind it; after a power loss (a new boot id) a supervisor confirms the date first.
 
     GET  /activation       a host supervisor's emergency-activation screen
-    POST /activation       accept (or, with action=revoke, revoke) a stricken town's code
+    POST /activation       accept (or, with action=revoke / ratify, revoke / ratify) a code
+    GET/POST /activation/break-glass   break-glass (edge/emergency.py)
 
 A partner town opens here only under an emergency activation (覚書 §2) signed by one of
 its deputies, naming this box and the visiting clerk, accepted by a host supervisor.
@@ -48,6 +49,7 @@ from starlette.routing import Route
 from edge import auth
 from edge.boxkey import box_signing_key
 from edge.discovery import LanDiscovery
+from edge.emergency import ExpiryWatch, banner, break_glass_routes, session_allowed, status_label
 from edge.replica import BoxReplica, ReplicaError
 from edge.sync_agent import AgentConfig, SyncAgent
 from edge.town import ResultRow
@@ -69,6 +71,8 @@ MSG_ACTIVATION_NEEDED = (
     "この連携ボックスで他の町村のデータを開くには、その町村の代表者による緊急時の"
     "利用開始（アクティベーション）が必要です。監督者に相談してください。"
 )
+
+MSG_RATIFIED = "緊急起動の追認を受け付けました（承認済）。"
 
 _templates = Environment(loader=PackageLoader("edge", "templates"), autoescape=select_autoescape())
 
@@ -185,6 +189,9 @@ class Box:
         """A request to the session's town worker, with the session's capability; a dead
         worker means the town was sealed: its sessions end."""
         capability = self.capabilities.get(principal.session_id, "")
+        if not session_allowed(self, principal):  # a visitor's activation ended
+            self.sessions.revoke(principal.session_id)
+            raise WorkerGone(principal.town_code)
         try:
             return await self.workers.request(
                 principal.town_code, {**message, "capability": capability}
@@ -202,6 +209,7 @@ class Box:
 def create_app(config: BoxConfig) -> Starlette:
     box = Box(config)
     lan = LanDiscovery.for_box(box)
+    watch = ExpiryWatch(box)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -211,9 +219,11 @@ def create_app(config: BoxConfig) -> Starlette:
         agent = SyncAgent(box.storage, sync)
         await agent.start()
         await lan.start(agent)
+        await watch.start()
         try:
             yield
         finally:
+            await watch.stop()
             await lan.stop()
             await agent.stop()
             puller.cancel()
@@ -222,7 +232,8 @@ def create_app(config: BoxConfig) -> Starlette:
             await box.close()
 
     def render(name: str, status_code: int = 200, **context: object) -> HTMLResponse:
-        html = _templates.get_template(name).render(box=box, **context)
+        emergency = banner(box, context.get("principal"))  # type: ignore[arg-type]
+        html = _templates.get_template(name).render(box=box, emergency=emergency, **context)
         return HTMLResponse(html, status_code=status_code)
 
     def login_form(request: Request, error: str = "", status_code: int = 200) -> Response:
@@ -389,6 +400,8 @@ def create_app(config: BoxConfig) -> Starlette:
             principal=auth.current_principal(request),
             activations=box.activations.activations(),
             jst=jst,
+            status_label=status_label,
+            now=box.activations.effective_now(),
             message=message,
             error=error,
         )
@@ -411,6 +424,9 @@ def create_app(config: BoxConfig) -> Starlette:
                     if accepted.id == revocation.target:
                         await box.seal(accepted.stricken_town)
                 return _activation_page(request, message="取消を受け付け、その町村を閉じました。")
+            if form.get("action") == "ratify":
+                box.activations.ratify(code)
+                return _activation_page(request, message=MSG_RATIFIED)
             accepted = box.activations.accept(code, host_supervisor=principal.login_id)
         except ActivationError as exc:
             return _activation_page(request, error=str(exc), status_code=400)
@@ -509,6 +525,7 @@ def create_app(config: BoxConfig) -> Starlette:
             Route("/verify", verify_page, methods=["GET", "POST"]),
             Route("/api/health", health),
             *lan.routes,
+            *break_glass_routes(box, render),
         ],
         middleware=[Middleware(auth.SessionMiddleware, sessions=box.sessions)],
         lifespan=lifespan,

@@ -16,6 +16,9 @@ object per line each way:
         -> {"ok": true, "issued": bool, "number", "pdf": hex | "reason", "tell_applicant"}
     {"op": "close", "capability": C}  -> {"ok": true}     (the session ended)
     {"op": "ping"}                    -> {"ok": true, "town": code, "open": bool}
+    {"op": "glass_sign", "record": {...}, "capability": C}            (host supervisor)
+    {"op": "glass_sign", "record": {...}, "login_id": ..., "password": ...} (roster clerk)
+        -> {"ok": true, "signature": {...}} — a break-glass signature, see `edge.glass`
 
 A capability is a random token the worker issues at a successful unlock and checks on
 every later request: a bug in the front's session handling can at worst replay a
@@ -43,6 +46,7 @@ from typing import Any
 
 from edge.boxkey import box_signing_key
 from edge.counter import ClerkSession, Counter, CounterError
+from edge.glass import sign_as_roster_clerk, sign_as_supervisor
 from edge.replica import BoxReplica, UnlockError
 from edge.town import OpenTown
 from shared.crypto import KeyRing
@@ -142,6 +146,20 @@ class TownWorker:
         except (CounterError, IssuanceError) as exc:
             return {"ok": False, "error": str(exc), "query_error": True}
 
+    def glass_sign(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A break-glass signature: by the session's clerk (the host supervisor) when a
+        capability is given, else by a roster clerk's password; the town stays sealed."""
+        record = request.get("record")
+        session = self.capabilities.get(str(request.get("capability", "")))
+        if "capability" in request:
+            if session is None:
+                return {"ok": False, "error": "denied"}
+            return sign_as_supervisor(self.town, record, session.keys, session.certificate)
+        return sign_as_roster_clerk(
+            self.replica, self.town, record,
+            str(request.get("login_id", "")), str(request.get("password", "")),
+        )  # fmt: skip
+
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         if op == "ping":
@@ -164,6 +182,8 @@ class TownWorker:
         if op == "close":
             self.capabilities.pop(str(request.get("capability", "")), None)
             return {"ok": True}
+        if op == "glass_sign":
+            return self.glass_sign(request)
         return {"ok": False, "error": "unknown request"}
 
 

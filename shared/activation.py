@@ -808,7 +808,7 @@ class BreakGlass:
             host_box,
             tuple(clerks),
             start,
-            start + int(hours * 3600),
+            start + round(hours * 3600),
             reason,
         )
 
@@ -1337,13 +1337,12 @@ class ActivationRegistry:
                     now=moment,
                     host=self._trust_for(self.host_town),
                     stricken=self._trust_for(bg.stricken_town),
-                    used=used and bg.id not in self._accepted,
+                    # The same break-glass again is a replay, refused like a second one.
+                    used=used or bg.id in self._accepted,
                 )
             except ActivationRefused as refusal:
                 self._record_refusal(refusal, "")
                 raise
-            if accepted.id in self._accepted:
-                return self._view(self._accepted[accepted.id])
             self._log(accepted.stricken_town, AuditKind.BREAK_GLASS, accepted.audit_details())
             self._store_accepted(accepted)
             return self._view(accepted)

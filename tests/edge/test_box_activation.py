@@ -162,10 +162,10 @@ def test_logins_and_activations_are_in_the_towns_verified_audit_chains(host: Hos
     assert izumozaki.kinds.get("activation_accepted", 0) >= 1
 
 
-def _worker_pid(town: str) -> int:
-    out = subprocess.run(
-        ["pgrep", "-f", f"edge.worker .*--town {town} "], capture_output=True, text=True
-    ).stdout.split()
+def _worker_pid(host: Host, town: str) -> int:
+    # Scoped to this box's data folder: other test runs on the machine have workers too.
+    pattern = f"edge.worker --data {host.root / 'box' / 'data'} --town {town} "
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
     assert len(out) >= 1, f"no worker for {town}"
     return int(out[0])
 
@@ -182,7 +182,7 @@ def test_killing_one_towns_worker_leaves_the_other_town_working(host: Host) -> N
         assert _log_in(own, "15307", host.supervisor, PASSWORD).status_code == 303
         assert _log_in(visiting, "15405", host.visitor, PASSWORD).status_code == 303
         assert own.get("/api/health").json()["open"] == ["15307", "15405"]
-        subprocess.run(["kill", "-9", str(_worker_pid("15307"))], check=True)
+        subprocess.run(["kill", "-9", str(_worker_pid(host, "15307"))], check=True)
         deadline = time.monotonic() + 30
         while "15307" in own.get("/api/health").json()["open"] and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -434,6 +434,8 @@ def test_break_glass_works_once_expires_and_shows_unratified(
     assert [a.id for a in reg.unratified()] == [accepted.id]
     with refused(Refusal.BREAK_GLASS_USED):
         reg.accept_break_glass(glass(hours=12))
+    with refused(Refusal.BREAK_GLASS_USED):  # the same record again: a replay
+        reg.accept_break_glass(glass())
     fake.advance(24 * HOUR)
     assert not reg.is_open_allowed(A, "r1")
     with refused(Refusal.BREAK_GLASS_USED):  # still used up: it was never ratified
@@ -446,6 +448,8 @@ def test_break_glass_works_once_expires_and_shows_unratified(
     for keys in (SUP, R1, R2):
         renewed = renewed.signed_by(keys)
     assert reg.accept_break_glass(renewed).clerks == ("r1",)
+    with refused(Refusal.BREAK_GLASS_USED):  # a ratified break-glass is not replayable
+        reg.accept_break_glass(glass())
 
 
 def test_break_glass_is_at_most_24_hours() -> None:
