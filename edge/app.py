@@ -11,8 +11,8 @@ logs in with their usual ID and password, and every town is sealed again on rest
     GET  /                 search page of the session's town; ?q= runs a search
     GET  /api/search?q=    {"town", "as_of", "results": [...]}
     POST /clock/confirm    a supervisor confirms the date after a power loss
-    GET  /resident/{id}    the resident's household and the request form
-    POST /issue            decide under the issuance rules; the PDF, or the refusal explained
+    GET  /resident/{id}, POST /issue, GET /printed/{n}.pdf, GET /districts, POST /list
+                           the counter (edge.counter_routes; docs/counter.md)
     GET/POST /verify       check a certificate's QR payload offline (no login)
     GET  /api/health       {"status": "ok", "town": code, "open": [codes]}
 
@@ -48,6 +48,7 @@ from starlette.routing import Route
 
 from edge import auth
 from edge.boxkey import box_signing_key
+from edge.counter_routes import counter_routes
 from edge.discovery import LanDiscovery
 from edge.emergency import ExpiryWatch, banner, break_glass_routes, session_allowed, status_label
 from edge.replica import BoxReplica, ReplicaError
@@ -58,7 +59,6 @@ from printing.verification import verify_for_page
 from shared.activation import ActivationError, ActivationRegistry, TownTrust, jst
 from shared.audit import AuditError, AuditKind, AuditWriter, TownAuditRecorder
 from shared.clock import ClockBehindFloor, ClockError, TrustedClock
-from shared.issuance import IdDocumentKind, IdentityMethod, RequesterKind
 from shared.model import Role
 from shared.registry import DEFAULT_SHARDS
 from shared.storage import SqliteStorage
@@ -438,65 +438,6 @@ def create_app(config: BoxConfig) -> Starlette:
             f"期限: {jst(accepted.expires_at)}）。",
         )
 
-    @auth.require()
-    async def resident_page(request: Request) -> Response:
-        """A resident's household and the request form for a 住民票の写し."""
-        principal = auth.current_principal(request)
-        assert principal is not None
-        resident_id = request.path_params["resident_id"][:64]
-        try:
-            answer = await box.ask(principal, {"op": "household", "resident_id": resident_id})
-        except WorkerGone:
-            return _sealed_again(request)
-        household = answer.get("household") if answer.get("ok") else None
-        if household is None:
-            return render("refusal.html", status_code=404, principal=principal,
-                          reason="指定された住民は見つかりません。", tell="")  # fmt: skip
-        subject = next(m for m in household["members"] if m["id"] == resident_id)
-        return render(
-            "request.html",
-            principal=principal,
-            household=household,
-            subject=subject,
-            requesters=[k.value for k in RequesterKind],
-            identities=[m.value for m in IdentityMethod],
-            documents=[d.value for d in IdDocumentKind],
-        )
-
-    @auth.require()
-    async def issue_submit(request: Request) -> Response:
-        """Decide under the issuance rules; hand over the PDF or explain the refusal."""
-        principal = auth.current_principal(request)
-        assert principal is not None
-        form = await request.form()
-        fields = {
-            "subject": str(form.get("subject", ""))[:64],
-            "requester": str(form.get("requester", "")),
-            "identity": str(form.get("identity", "")),
-            "documents": [str(d) for d in form.getlist("documents")][:5],
-            "items": [str(i) for i in form.getlist("items")][:5],
-            "whole_household": form.get("whole_household") == "1",
-            "applicant_name": str(form.get("applicant_name", ""))[:100],
-            "applicant_id": str(form.get("applicant_id", ""))[:64],
-        }
-        try:
-            answer = await box.ask(principal, {"op": "issue", "form": fields})
-        except WorkerGone:
-            return _sealed_again(request)
-        if not answer.get("ok"):
-            return render("refusal.html", status_code=400, principal=principal,
-                          reason=answer.get("error", ""), tell="")  # fmt: skip
-        if not answer.get("issued"):
-            return render("refusal.html", status_code=200, principal=principal,
-                          reason=answer.get("reason", ""),
-                          tell=answer.get("tell_applicant", ""))  # fmt: skip
-        number = str(answer["number"]).split(" ")[0]
-        return Response(
-            bytes.fromhex(answer["pdf"]),
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="juminhyo-{number}.pdf"'},
-        )
-
     async def verify_page(request: Request) -> Response:
         """Anyone may check a certificate's QR here; no login, nothing personal stored."""
         payload, verdict = "", None
@@ -520,8 +461,7 @@ def create_app(config: BoxConfig) -> Starlette:
             Route("/activation", activation_page, methods=["GET"]),
             Route("/activation", activation_submit, methods=["POST"]),
             Route("/api/search", search_api),
-            Route("/resident/{resident_id:str}", resident_page),
-            Route("/issue", issue_submit, methods=["POST"]),
+            *counter_routes(box, render, _sealed_again),
             Route("/verify", verify_page, methods=["GET", "POST"]),
             Route("/api/health", health),
             *lan.routes,

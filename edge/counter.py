@@ -1,51 +1,62 @@
-"""The counter inside a town's worker: a request for a 住民票の写し goes through the
-issuance rules (`shared.issuance.decide`), is numbered and registered
-(`IssuanceOffice`, sealed to the town at rest), and rendered (`printing`).
+"""The counter inside a town's worker: a request for any counter document goes through
+the issuance rules (`shared.issuance.decide`), is numbered and registered
+(`IssuanceOffice`, sealed to the town at rest), rendered (`printing`), kept sealed for
+`renkei reprint`, and printed on the terminal's CUPS queue or handed back for download.
+List copies (全住民一覧, 要支援者名簿) are numbered the same way and logged in the list
+copy log with recipient and purpose.
 
 Only the worker runs this: it needs the town's records, the town's key ring (to seal the
 registers) and the issuing clerk's keys (to sign the certificate's QR). The web front
-gets back the decision and, when issued, the PDF it hands to the browser.
+gets back the decision and, when issued, the numbers, the fee and the PDF.
+
+    issue(clerk, form, desk, now)  -> {"issued", "outcome", "copies": [{number, pdf?, job}],
+                                       "fee", "reduction", "handover", "notes"}
+                                      or the refusal: {"issued": false, "reason", "tell_applicant"}
+    list_copy(clerk, form, desk, now) -> the same for a list copy ("list_number" too)
+    printed(number)                -> the PDF kept for a 発行番号
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from nacl.signing import SigningKey
 
+from edge import counter_config
+from edge.documents import CounterFormError, parse_request
 from shared import crypto
 from shared.export_csv import town_json
 from shared.issuance import (
-    Applicant,
+    JST,
     Decision,
     Desk,
     DocumentKind,
-    IdDocumentKind,
-    Identity,
-    IdentityMethod,
     IssuanceContext,
     IssuanceOffice,
     Item,
     Operator,
-    Request,
+    Outcome,
     RequesterKind,
     TownData,
     decide,
 )
+from shared.issuance.lists import ListCopyLog, print_safety_list, print_support_list
+from shared.issuance.numbering import IssueNumber as IssueNumberParse
+from shared.issuance.numbering import check_part
+from shared.model import Role, SupportNeed
 from shared.registry import TownRegistry
 from shared.sealed_storage import SealedStorage
 from shared.storage import Storage
 
-# The web form's optional items → the rules' items.
-FORM_ITEMS = {
-    "head": Item.HEAD_AND_RELATIONSHIP,
-    "honseki": Item.HONSEKI,
-    "code": Item.JUMINHYO_CODE,
-    "my_number": Item.MY_NUMBER,
-}
+log = logging.getLogger(__name__)
+
+NO_PRINTER = "この端末にはプリンタが設定されていません。ダウンロードしてください。"
+LIST_ROLES = frozenset({Role.SUPERVISOR, Role.REPRESENTATIVE, Role.ADMIN})  # 要支援者名簿
 
 
 class CounterError(Exception):
@@ -58,6 +69,35 @@ class ClerkSession:
     keys: crypto.ClerkKeys
     certificate: crypto.ClerkCertificate
 
+    @property
+    def roles(self) -> frozenset[Role]:
+        return frozenset(Role(r) for r in self.certificate.roles)
+
+
+@dataclass(frozen=True, slots=True)
+class DeskInfo:
+    """Where the request is made, as the web front knows it: the terminal (from its LAN
+    address and the box's configuration), its printer, the host office when the box is a
+    partner's, and the head of the box's audit chain for this town (printed in the QR)."""
+
+    terminal: str = counter_config.DEFAULT_TERMINAL
+    printer: str = counter_config.DEFAULT_PRINTER
+    queue: str = ""
+    host_office: str = ""
+    audit_head: bytes = bytes(32)
+
+    @classmethod
+    def from_json(cls, data: Any) -> DeskInfo:
+        data = data if isinstance(data, dict) else {}
+        head = bytes.fromhex(str(data.get("audit_head", "")) or "00" * 32)
+        return cls(
+            terminal=check_part(str(data.get("terminal", "T01")), "端末"),
+            printer=check_part(str(data.get("printer", "P01")), "プリンタ"),
+            queue=str(data.get("queue", "")),
+            host_office=str(data.get("host_office", ""))[:60],
+            audit_head=head if len(head) == 32 else bytes(32),
+        )
+
 
 class Counter:
     def __init__(
@@ -68,6 +108,7 @@ class Counter:
         box_id: str,
         data_as_of: str,
         writer_key: SigningKey,
+        data_dir: Path | None = None,
     ) -> None:
         settings = registry.get("town", "settings")
         if settings is None:
@@ -76,6 +117,7 @@ class Counter:
         self.registry = registry
         self.keyring = keyring
         self.box_id = box_id
+        self.data_dir = data_dir
         self.data_as_of = _as_of(data_as_of)
         self.data = TownData.build(
             self.town,
@@ -87,13 +129,23 @@ class Counter:
             registry.objects("vehicles"),
             registry.objects("nhi_members"),
         )
+        self.support_needs: list[SupportNeed] = list(registry.objects("support_needs"))
         # Registers are sealed to the town and signed by the box's own key, so they still
         # verify after the worker restarts (numbers must never be reused).
         registers = registers_storage(storage, keyring, box_id, writer_key)
         self.registers = registers
         self.office = IssuanceOffice(registers, self.town.code, box_id)
+        self.lists = ListCopyLog(registers, self.town.code, box_id)
+        self.version = hashlib.blake2b(
+            b"".join(d.version() for _, d in sorted(self.registry.documents.items())),
+            digest_size=16,
+        ).digest()
 
-    def household(self, resident_id: str) -> dict[str, Any] | None:
+    # ------------------------------------------------------------------ views
+
+    def household(self, resident_id: str, today: date) -> dict[str, Any] | None:
+        from edge.documents import choices
+
         resident = self.data.residents.get(resident_id)
         if resident is None:
             return None
@@ -106,81 +158,326 @@ class Counter:
                  "removed": r.removal is not None}
                 for r in sorted(members, key=lambda r: (r.relationship != "世帯主", r.birth_date))
             ],
+            "choices": choices(self.data, resident_id, today),
+            "fees": dict(self.town.fees),
         }  # fmt: skip
 
-    def issue(self, clerk: ClerkSession, form: dict[str, Any], now: datetime) -> dict[str, Any]:
-        request = _request(self.town.code, form)
-        context = IssuanceContext(
+    def districts(self) -> list[dict[str, Any]]:
+        counts: dict[str, list[int]] = {}
+        for h in self.data.households.values():
+            living = len(self.data.members_of(h.id))
+            if living:
+                entry = counts.setdefault(h.district, [0, 0])
+                entry[0] += 1
+                entry[1] += living
+        return [
+            {"name": name, "households": c[0], "residents": c[1]}
+            for name, c in sorted(counts.items())
+        ]
+
+    def modes(self) -> counter_config.TownModes:
+        if self.data_dir is None:
+            return counter_config.TownModes()
+        try:
+            return counter_config.load(self.data_dir).modes(self.town.code)
+        except counter_config.ConfigError as exc:
+            log.error("counter configuration unreadable: %s", exc)
+            return counter_config.TownModes()
+
+    def context(self, now: datetime, *, fee_exemption: bool = False) -> IssuanceContext:
+        modes = self.modes()
+        return IssuanceContext(
             data=self.data,
             now=now,
             blocks_checked_at=self.data_as_of,
             registry_checked_at=self.data_as_of,
+            disaster_mode=modes.disaster_mode,
+            disaster_fee_exemption=modes.fee_exemption and fee_exemption,
+            copay_exemption=modes.copay_exemption,
         )
-        decision = decide(request, context)
+
+    def printed(self, number: str) -> bytes | None:
+        return self.registers.load(printed_key(self.town.code, number))
+
+    # ------------------------------------------------------------------ certificates
+
+    def issue(
+        self, clerk: ClerkSession, form: dict[str, Any], desk: DeskInfo, now: datetime
+    ) -> dict[str, Any]:
+        try:
+            request = parse_request(self.town.code, form)
+        except CounterFormError as exc:
+            raise CounterError(str(exc)) from exc
+        wants_reduction = str(form.get("reduction", "")) == "disaster"
+        decision = decide(request, self.context(now, fee_exemption=wants_reduction))
         if not decision.issued:
             refusal = decision.refusal
             return {
                 "ok": True,
                 "issued": False,
                 "outcome": decision.outcome.value,
+                "intake": decision.outcome is Outcome.INTAKE_ONLY,
+                "document": request.document.value,
                 "reason": refusal.reason if refusal else "",
                 "tell_applicant": refusal.tell_applicant if refusal else "",
+                "code": refusal.code if refusal else "",
             }
-        desk = Desk(self.town.code, self.box_id, str(form.get("terminal", "T01")), "P01")
+        printing_on = str(form.get("output", "")) == "print"
+        if printing_on and not desk.queue:
+            raise CounterError(NO_PRINTER)
+        office_desk = Desk(self.town.code, self.box_id, desk.terminal, desk.printer)
         entries = self.office.issue(
-            decision, self.data, desk, Operator(clerk.login_id, self.town.code), now
+            decision, self.data, office_desk, Operator(clerk.login_id, self.town.code), now
         )
-        pdf = self._render(decision, entries[0].number, clerk, now)
-        # What was printed is kept, sealed, so the document can be reproduced exactly
-        # (`renkei reprint`) rather than re-rendered from data that may have changed.
-        self.registers.save(printed_key(self.town.code, entries[0].number), pdf)
+        copies = []
+        for entry in entries:
+            copies.append(
+                self._produce(
+                    entry.number,
+                    lambda issue, signer: self._render(decision, issue, signer, form),
+                    clerk,
+                    desk,
+                    now,
+                    stale=decision.stale,
+                    official=request.requester is RequesterKind.OFFICIAL,
+                    queue=desk.queue if printing_on else "",
+                )
+            )
+        fee = decision.fee
         return {
             "ok": True,
             "issued": True,
-            "number": entries[0].number,
-            "fee": decision.fee.payable if decision.fee else 0,
+            "document": request.document.value,
+            "label": request.document.label,
+            "subjects": list(decision.subject_ids),
+            "requester": request.requester.value,
+            "copies": copies,
+            "fee": fee.payable if fee else 0,
+            "fee_gross": fee.gross if fee else 0,
+            "reduction": fee.reduction.value if fee else "",
+            "receipt": entries[0].receipt_number,
             "handover": decision.handover.value,
-            "pdf": pdf.hex(),
+            "notes": list(decision.notes),
         }
 
-    def _render(
-        self, decision: Decision, number: str, clerk: ClerkSession, now: datetime
-    ) -> bytes:
-        # Imported here: fonts and fpdf load only when a town's worker first prints.
-        from printing.certificates.juminhyo import Form, JuminhyoItems, render_juminhyo
+    def _produce(
+        self,
+        number: str,
+        render: Any,
+        clerk: ClerkSession,
+        desk: DeskInfo,
+        now: datetime,
+        *,
+        stale: bool,
+        official: bool = False,
+        copy_number: int = 0,
+        queue: str = "",
+    ) -> dict[str, Any]:
+        """Render one numbered copy, keep it sealed, print it if asked. A copy that cannot
+        be drawn exactly (a 外字 without a glyph) voids its number: nothing wrong is
+        printed, and the number is never reused."""
+        from printing.errors import PrintingError
         from printing.layout import Issue, IssueNumber, Signer
 
-        members = [self.data.residents[rid] for rid in decision.subject_ids]
-        household = self.data.households[members[0].household_id]
-        items = JuminhyoItems(
-            head_and_relationship=Item.HEAD_AND_RELATIONSHIP in decision.items,
-            honseki=Item.HONSEKI in decision.items,
-            juminhyo_code=Item.JUMINHYO_CODE in decision.items,
-            my_number=Item.MY_NUMBER in decision.items,
-        )
-        version = hashlib.blake2b(
-            b"".join(d.version() for _, d in sorted(self.registry.documents.items())),
-            digest_size=16,
-        ).digest()
-        signer = Signer(clerk.keys, clerk.certificate, audit_head=bytes(32), data_version=version)
+        signer = Signer(clerk.keys, clerk.certificate, desk.audit_head, self.version)
         issue = Issue(
             town=self.town,
-            number=IssueNumber.parse(number.split(" ")[0]),
+            number=IssueNumber.parse(number),
             issued_at=now,
             data_as_of=self.data_as_of,
-            stale=decision.stale,
+            host_office=desk.host_office,
+            stale=stale,
+            official_use=official,
             plain_paper=True,
+            copy_number=copy_number,
         )
-        document = render_juminhyo(
-            issue,
-            household,
-            members,
-            items,
-            signer,
-            form=Form.HOUSEHOLD,
-            whole_household=decision.request.whole_household,
-        )
-        return document.pdf
+        try:
+            document = render(issue, signer)
+        except PrintingError as exc:
+            self.office.numbers.void(
+                IssueNumberParse.parse(number), at=now, reason=f"印刷不可: {exc.message}",
+                sheets=0, clerk_id=clerk.login_id,
+            )  # fmt: skip
+            raise CounterError(
+                f"{exc.message}（発行番号 {number} は無効にしました。何も印刷していません。）"
+            ) from exc
+        # What was printed is kept, sealed, so the document can be reproduced exactly
+        # (`renkei reprint`) rather than re-rendered from data that may have changed.
+        self.registers.save(printed_key(self.town.code, number), document.pdf)
+        copy: dict[str, Any] = {"number": number, "pages": document.pages, "job": ""}
+        if queue:
+            from printing.cups import CalibrationStore, print_document
+
+            calibration = None
+            if self.data_dir is not None:
+                calibration = CalibrationStore(self.data_dir / "calibration.json").get(queue)
+            try:
+                copy["job"] = print_document(document, queue, calibration=calibration).job_id
+            except PrintingError as exc:
+                copy["print_error"] = exc.message
+        copy["pdf"] = document.pdf.hex()
+        return copy
+
+    def _render(self, decision: Decision, issue: Any, signer: Any, form: dict[str, Any]) -> Any:
+        # Imported here: fonts and fpdf load only when a town's worker first prints.
+        from printing.certificates import juminhyo, nhi, tax
+
+        kind = decision.request.document
+        people = [self.data.residents[rid] for rid in decision.subject_ids]
+        person = people[0]
+        household = self.data.households[person.household_id]
+        address = juminhyo.full_address(self.town, household)
+        if kind is DocumentKind.JUMINHYO:
+            items = juminhyo.JuminhyoItems(
+                head_and_relationship=Item.HEAD_AND_RELATIONSHIP in decision.items,
+                honseki=Item.HONSEKI in decision.items,
+                juminhyo_code=Item.JUMINHYO_CODE in decision.items,
+                my_number=Item.MY_NUMBER in decision.items,
+                foreign_status=Item.RESIDENCE_STATUS in decision.items,
+            )
+            individual = str(form.get("form", "")) == "individual"
+            return juminhyo.render_juminhyo(
+                issue,
+                household,
+                people,
+                items,
+                signer,
+                form=juminhyo.Form.INDIVIDUAL if individual else juminhyo.Form.HOUSEHOLD,
+                whole_household=decision.request.whole_household,
+                head=self.data.residents.get(household.head_id),
+            )
+        facts = decision.tax
+        if kind in (DocumentKind.KAZEI, DocumentKind.HIKAZEI):
+            assert facts is not None and facts.assessment is not None
+            return tax.render_income_certificate(issue, person, facts.assessment, signer)
+        if kind is DocumentKind.NOZEI:
+            assert facts is not None and facts.payment is not None
+            return tax.render_payment_certificate(
+                issue,
+                person,
+                address,
+                self.data.installments_of(person.id),
+                signer,
+                taxes=[facts.payment.tax],
+                fiscal_years=[facts.payment.fiscal_year],
+            )
+        if kind is DocumentKind.KEIJIDOSHA_KEIZOKU:
+            assert facts is not None and facts.vehicle is not None
+            return tax.render_vehicle_certificate(
+                issue,
+                person,
+                address,
+                facts.vehicle,
+                self.data.vehicle_installments(facts.vehicle.id),
+                signer,
+            )
+        member = self.data.nhi[person.id]
+        if kind is DocumentKind.SHIKAKU_KAKUNIN:
+            return nhi.render_eligibility_card(
+                issue,
+                member,
+                person,
+                signer,
+                with_limit_category=str(form.get("limit_category", "")) == "1",
+            )
+        if kind is DocumentKind.SHIKAKU_OSHIRASE:
+            return nhi.render_eligibility_notice(issue, member, person, address, signer)
+        if kind is DocumentKind.MENJO:
+            exemption = self.modes().copay_exemption
+            if exemption is None:
+                raise CounterError("一部負担金免除が宣言されていません。")
+            return nhi.render_copay_exemption(
+                issue,
+                member,
+                person,
+                address,
+                signer,
+                disaster=exemption.disaster,
+                valid_from=exemption.valid_from,
+                valid_until=exemption.valid_until,
+                reason=exemption.reason,
+            )
+        raise CounterError(f"「{kind.label}」はこの窓口では印刷できません。")
+
+    # ------------------------------------------------------------------ lists
+
+    def list_copy(
+        self, clerk: ClerkSession, form: dict[str, Any], desk: DeskInfo, now: datetime
+    ) -> dict[str, Any]:
+        """A numbered, logged copy of the 全住民一覧 of one district (or the 要支援者名簿)."""
+        from printing import lists as printed_lists
+        from shared.issuance.lists import _protected_ids
+
+        which = str(form.get("list", "all"))
+        district = str(form.get("district", ""))[:40]
+        recipient = str(form.get("recipient", "")).strip()[:100]
+        purpose = str(form.get("purpose", "")).strip()[:200]
+        leaves = str(form.get("leaves_office", "")) == "1"
+        if which not in ("all", "support"):
+            raise CounterError("名簿の種類を選んでください。")
+        if which == "support" and not (clerk.roles & LIST_ROLES):
+            raise CounterError("避難行動要支援者名簿は監督者・代表者だけが出力できます。")
+        if which == "all" and district not in {d["name"] for d in self.districts()}:
+            raise CounterError(f"大字「{district}」は当町の記録にありません。")
+        printing_on = str(form.get("output", "")) == "print"
+        if printing_on and not desk.queue:
+            raise CounterError(NO_PRINTER)
+        day = now.astimezone(JST).date()
+        try:
+            if which == "all":
+                copy, rows = print_safety_list(
+                    self.lists, self.data, district=district, recipient=recipient,
+                    purpose=purpose, leaves_office=leaves, at=now, clerk_id=clerk.login_id,
+                )  # fmt: skip
+            else:
+                leaves = True
+                copy, rows = print_support_list(
+                    self.lists, self.support_needs, self.data, recipient=recipient,
+                    purpose=purpose, at=now, clerk_id=clerk.login_id,
+                )  # fmt: skip
+        except Exception as exc:
+            from shared.issuance import IssuanceError
+
+            if isinstance(exc, IssuanceError):
+                raise CounterError(str(exc)) from exc
+            raise
+        number = str(self.office.numbers.allocate(day, desk.terminal, desk.printer))
+        masked = frozenset(_protected_ids(self.data, day)) if leaves else frozenset()
+        serial = int(copy.number.rsplit("-", 1)[1])
+        households = [h for h in self.data.households.values() if h.district == district]
+
+        def render(issue: Any, signer: Any) -> Any:
+            if which == "all":
+                ids = {h.id for h in households}
+                residents = [r for r in self.data.residents.values() if r.household_id in ids]
+                return printed_lists.render_resident_list(
+                    issue, households, residents, signer, masked_ids=masked,
+                    leaving_office=leaves,
+                )  # fmt: skip
+            return printed_lists.render_support_register(
+                issue, self.support_needs, self.data.residents, self.data.households, signer,
+                masked_ids=masked,
+            )  # fmt: skip
+
+        produced = self._produce(
+            number, render, clerk, desk, now, stale=False, copy_number=serial,
+            queue=desk.queue if printing_on else "",
+        )  # fmt: skip
+        return {
+            "ok": True,
+            "issued": True,
+            "document": "zenjumin" if which == "all" else "yoshien",
+            "label": copy.kind.value,
+            "list_number": copy.number,
+            "district": district,
+            "rows": len(rows),
+            "masked": copy.masked,
+            "copies": [produced],
+            "fee": 0,
+            "reduction": "",
+            "handover": "窓口交付",
+            "notes": [],
+        }
 
 
 def printed_key(town: str, number: str) -> tuple[str, ...]:
@@ -210,32 +507,3 @@ def _as_of(text: str) -> datetime:
     except ValueError:
         return datetime.now(UTC) - timedelta(days=365)  # unknown: treated as stale
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _request(town: str, form: dict[str, Any]) -> Request:
-    try:
-        requester = RequesterKind(str(form.get("requester", "")))
-        method = IdentityMethod(str(form.get("identity", "")))
-        documents = tuple(IdDocumentKind(d) for d in form.get("documents", []) if d)
-    except ValueError as exc:
-        raise CounterError("請求者区分と本人確認の方法を選んでください。") from exc
-    subject = str(form.get("subject", ""))
-    if not subject:
-        raise CounterError("対象者が指定されていません。")
-    applicant = Applicant(
-        name=str(form.get("applicant_name", "")),
-        resident_id=str(form.get("applicant_id", "")),
-        address=str(form.get("applicant_address", "")),
-    )
-    return Request(
-        town_code=town,
-        document=DocumentKind.JUMINHYO,
-        subject_ids=(subject,),
-        requester=requester,
-        applicant=applicant,
-        identity=Identity(method, documents),
-        items=frozenset(FORM_ITEMS[k] for k in form.get("items", []) if k in FORM_ITEMS),
-        whole_household=bool(form.get("whole_household")),
-    )
-
-

@@ -12,8 +12,12 @@ object per line each way:
         -> {"ok": true, "as_of": ..., "rows": [...]}   or {"ok": false, "error": ...}
     {"op": "info", "capability": C}   -> {"ok": true, "name", "as_of", "as_of_label"}
     {"op": "household", "capability": C, "resident_id": R} -> {"ok": true, "household": …}
-    {"op": "issue", "capability": C, "form": {...}}
-        -> {"ok": true, "issued": bool, "number", "pdf": hex | "reason", "tell_applicant"}
+    {"op": "issue", "capability": C, "form": {...}, "desk": {...}}
+        -> {"ok": true, "issued": bool, "copies": [{"number", "pdf": hex, "job"}], "fee" …
+            | "reason", "tell_applicant"}                       (edge.counter.Counter.issue)
+    {"op": "list", "capability": C, "form": {...}, "desk": {...}}   a list copy, the same
+    {"op": "districts", "capability": C}  -> {"ok": true, "districts": [...], "roles"}
+    {"op": "printed", "capability": C, "number": N} -> {"ok": true, "pdf": hex}
     {"op": "close", "capability": C}  -> {"ok": true}     (the session ended)
     {"op": "ping"}                    -> {"ok": true, "town": code, "open": bool}
     {"op": "glass_sign", "record": {...}, "capability": C}            (host supervisor)
@@ -45,12 +49,12 @@ from pathlib import Path
 from typing import Any
 
 from edge.boxkey import box_signing_key
-from edge.counter import ClerkSession, Counter, CounterError
+from edge.counter import ClerkSession, Counter, CounterError, DeskInfo
 from edge.glass import sign_as_roster_clerk, sign_as_supervisor
 from edge.replica import BoxReplica, UnlockError
 from edge.town import OpenTown
 from shared.crypto import KeyRing
-from shared.issuance import IssuanceError
+from shared.issuance import JST, IssuanceError
 from shared.search import QueryError
 from shared.storage import SqliteStorage
 
@@ -125,6 +129,7 @@ class TownWorker:
                 self.box_id,
                 self.open.as_of,
                 box_signing_key(self.data_dir),
+                self.data_dir,
             )
         return self.counter
 
@@ -132,19 +137,41 @@ class TownWorker:
         if capability not in self.capabilities or self.open is None:
             return {"ok": False, "error": "denied"}
         try:
-            found = self._counter().household(resident_id)
+            found = self._counter().household(resident_id, datetime.now(JST).date())
         except CounterError as exc:
             return {"ok": False, "error": str(exc)}
         return {"ok": True, "household": found}
 
-    def issue(self, capability: str, form: dict[str, Any]) -> dict[str, Any]:
+    def issue(self, capability: str, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        clerk = self.capabilities.get(capability)
+        if clerk is None or self.open is None:
+            return {"ok": False, "error": "denied"}
+        form = request.get("form")
+        form = form if isinstance(form, dict) else {}
+        try:
+            desk = DeskInfo.from_json(request.get("desk"))
+            counter = self._counter()
+            if op == "list":
+                return counter.list_copy(clerk, form, desk, datetime.now(UTC))
+            return counter.issue(clerk, form, desk, datetime.now(UTC))
+        except (CounterError, IssuanceError, ValueError) as exc:
+            return {"ok": False, "error": str(exc), "query_error": True}
+
+    def counter_view(self, capability: str, op: str, request: dict[str, Any]) -> dict[str, Any]:
         clerk = self.capabilities.get(capability)
         if clerk is None or self.open is None:
             return {"ok": False, "error": "denied"}
         try:
-            return self._counter().issue(clerk, form, datetime.now(UTC))
-        except (CounterError, IssuanceError) as exc:
-            return {"ok": False, "error": str(exc), "query_error": True}
+            counter = self._counter()
+        except CounterError as exc:
+            return {"ok": False, "error": str(exc)}
+        if op == "districts":
+            return {"ok": True, "districts": counter.districts(),
+                    "roles": sorted(r.value for r in clerk.roles)}  # fmt: skip
+        pdf = counter.printed(str(request.get("number", ""))[:64])
+        if pdf is None:
+            return {"ok": False, "error": "発行番号の控えがこの機器にありません。"}
+        return {"ok": True, "pdf": pdf.hex()}
 
     def glass_sign(self, request: dict[str, Any]) -> dict[str, Any]:
         """A break-glass signature: by the session's clerk (the host supervisor) when a
@@ -174,11 +201,10 @@ class TownWorker:
             return self.household(
                 str(request.get("capability", "")), str(request.get("resident_id", ""))
             )
-        if op == "issue":
-            form = request.get("form")
-            return self.issue(
-                str(request.get("capability", "")), form if isinstance(form, dict) else {}
-            )
+        if op in ("issue", "list"):
+            return self.issue(str(request.get("capability", "")), op, request)
+        if op in ("districts", "printed"):
+            return self.counter_view(str(request.get("capability", "")), op, request)
         if op == "close":
             self.capabilities.pop(str(request.get("capability", "")), None)
             return {"ok": True}
@@ -200,7 +226,14 @@ async def _serve_connection(
                 response: dict[str, Any] = {"ok": False, "error": "bad request"}
             else:
                 # Argon2id, decryption and search are CPU work: keep the loop responsive.
-                response = await asyncio.to_thread(worker.handle, request)
+                try:
+                    response = await asyncio.to_thread(worker.handle, request)
+                except Exception:  # a bug must not end the town's sessions
+                    log.exception("request %r failed", request.get("op"))
+                    response = {
+                        "ok": False,
+                        "error": "内部エラーが発生しました。管理者に連絡してください。",
+                    }
             writer.write(json.dumps(response, ensure_ascii=False).encode() + b"\n")
             await writer.drain()
     finally:

@@ -238,10 +238,12 @@ def render_support_register(
     signer: Signer,
     *,
     decision_ref: str = "",
+    masked_ids: frozenset[str] = frozenset(),
     registry: FontRegistry | None = None,
 ) -> PrintedDocument:
     """避難行動要支援者名簿: consenting people only, unless `decision_ref` records the
-    mayor's signed decision to provide it without consent."""
+    mayor's signed decision to provide it without consent. People under 支援措置
+    (`masked_ids`) are listed last as a masked line: the 名簿 always leaves the office."""
     if issue.copy_number < 1:
         raise DocumentRefused("register copies must be numbered", "配布番号を指定してください。")
     chosen = [n for n in needs if decision_ref or n.consented]
@@ -252,7 +254,14 @@ def render_support_register(
             continue
         household = households[person.household_id]
         entries.append((household, person, need))
-    entries.sort(key=lambda e: (e[0].district, address_sort_key(e[0].address), e[1].id))
+    entries.sort(
+        key=lambda e: (
+            e[1].id in masked_ids,
+            e[0].district,
+            address_sort_key(e[0].address),
+            e[1].id,
+        )
+    )
     canvas = Canvas(issue.town.code, size=A4_LANDSCAPE, registry=registry)
     basis = (
         f"災害時提供（本人同意なし・町村長の判断 {decision_ref}）"
@@ -283,6 +292,10 @@ def render_support_register(
             page.text(x + 0.5, y, header, size=7.5, width=width - 1)
         for i, (household, person, need) in enumerate(entries[start : start + rows_per_page]):
             y = TOP + i * 6.5
+            if person.id in masked_ids:
+                page.text(10.5, y, MASKED, size=7.5, width=200)
+                page.line(10, y + 2, 287, y + 2, width=0.1)
+                continue
             cells = (
                 person.name,
                 person.kana,

@@ -78,6 +78,8 @@ class DocumentKind(enum.Enum):
     MENJO = (8, "国民健康保険一部負担金免除証明書")
     ZENJUMIN = (9, "全住民一覧（安否確認用）")
     YOSHIEN = (10, "避難行動要支援者名簿")
+    OSHIRASE = (11, "資格情報のお知らせ")
+    UKETSUKE = (12, "申請受付票")
 
     @property
     def code(self) -> int:

@@ -21,9 +21,7 @@ class Verdict:
     lines: tuple[str, ...]
 
 
-def verify_for_page(
-    payload: str, current_public: Callable[[str], TownPublic | None]
-) -> Verdict:
+def verify_for_page(payload: str, current_public: Callable[[str], TownPublic | None]) -> Verdict:
     """`current_public(town)` gives the town's public keys this server holds; a payload
     signed under another epoch is reported as unverifiable here, not as forged."""
     text = payload.strip()[:MAX_PAYLOAD_CHARS]

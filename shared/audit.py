@@ -151,6 +151,9 @@ class AuditKind(enum.StrEnum):
     BREAK_GLASS = "break_glass"
     RATIFICATION = "ratification"
     ISSUANCE = "issuance"
+    REFUSAL = "refusal"
+    REPRINT = "reprint"
+    INTAKE = "intake"
     SPOILED = "spoiled"
     EXPORT = "export"
     PRINT = "print"
@@ -172,6 +175,9 @@ KIND_LABELS: dict[str, str] = {
     AuditKind.BREAK_GLASS: "緊急起動(ブレークグラス)",
     AuditKind.RATIFICATION: "緊急起動の追認",
     AuditKind.ISSUANCE: "証明書の交付",
+    AuditKind.REFUSAL: "交付不可・受付のみの判断",
+    AuditKind.REPRINT: "控えからの再出力",
+    AuditKind.INTAKE: "申請の受付",
     AuditKind.SPOILED: "用紙の書き損じ",
     AuditKind.EXPORT: "データの持ち出し",
     AuditKind.PRINT: "印刷",

@@ -4,14 +4,15 @@
 and name, 交付年月日, validity (有効期限), 負担割合 and 発効期日 for people aged 70 or
 more, 限度区分 only on request. Front: the items; back: notes, 発行番号 and the signed
 QR (a card is too small for both on one side). People with a マイナ保険証 get the A4
-資格情報のお知らせ instead (not built here), so they are refused.
+資格情報のお知らせ instead (`render_eligibility_notice`): the same items, for the
+holder's information, with the notice that it alone does not serve at a clinic.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from printing.canvas import A5, CARD, Canvas
+from printing.canvas import A4, A5, CARD, Canvas
 from printing.errors import DocumentRefused
 from printing.fonts import FontRegistry, FontRole
 from printing.layout import (
@@ -152,3 +153,57 @@ def render_copay_exemption(
         y + 16,
     )
     return finish(canvas, issue, DocumentKind.MENJO, resident.name, signer)
+
+
+def render_eligibility_notice(
+    issue: Issue,
+    member: NhiMember,
+    resident: Resident,
+    address: str,
+    signer: Signer,
+    *,
+    registry: FontRegistry | None = None,
+) -> PrintedDocument:
+    """資格情報のお知らせ (A4) for a member who uses a マイナ保険証: their eligibility
+    items, so they know them; not a document to show at a clinic by itself."""
+    if not member.has_my_number_insurance:
+        raise DocumentRefused(
+            f"{member.resident_id} has no マイナ保険証",
+            "マイナ保険証の登録がない方には資格確認書を交付します。",
+        )
+    if member.lost is not None and member.lost <= issue.day:
+        raise DocumentRefused(f"{member.resident_id} lost coverage", "資格を喪失しています。")
+    canvas = Canvas(issue.town.code, size=A4, registry=registry)
+    page = canvas.add_page()
+    draw_title(page, "資格情報のお知らせ", y=24, size=17)
+    page.text(105, 32, "（国民健康保険）", size=10, align="C")
+    rows = [
+        ["住所", address],
+        ["氏名", resident.name],
+        ["生年月日", wareki(resident.birth_date)],
+        ["性別", str(resident.sex)],
+        ["被保険者等記号・番号", member_number(member)],
+        ["資格取得年月日", wareki(member.acquired)],
+        ["一部負担金の割合", f"{member.copay_percent // 10}割"],
+        ["保険者番号", issue.town.nhi_insurer_number],
+        ["保険者名称", insurer_name(issue)],
+        ["交付年月日", wareki(issue.day)],
+    ]
+    if _age(resident.birth_date, issue.day) >= 70 and member.copay_effective:
+        rows.insert(7, ["発効期日", wareki(member.copay_effective)])
+    y = draw_table(
+        page, 20, 42, [Column("項目", 50), Column("内容", 120)], rows, row_height=8.0, size=10
+    )
+    notes = (
+        "・あなたはマイナ保険証（健康保険証の利用登録をしたマイナンバーカード）をお持ちです。",
+        "　医療機関等ではマイナ保険証を提示してください。",
+        "・このお知らせだけでは受診できません。マイナ保険証で受診できないときは、",
+        "　マイナポータルの資格情報画面とこのお知らせをあわせて提示してください。",
+        "・記載の内容に変更があったときは、14日以内に届け出てください。",
+    )
+    y += 8
+    for note in notes:
+        page.text(20, y, note, size=9.5, width=170)
+        y += 6
+    draw_certification(page, issue, "上記のとおり資格情報をお知らせします。", y + 8)
+    return finish(canvas, issue, DocumentKind.OSHIRASE, resident.name, signer)

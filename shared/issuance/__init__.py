@@ -29,7 +29,7 @@ Errors (errors.py): IssuanceError ├─ RequestError ├─ NumberingError ├�
 └─ ReleaseRefused. A refusal is not an error: it is a Decision.
 """
 
-from .context import JST, IssuanceContext, Policy
+from .context import JST, CopayExemption, IssuanceContext, Policy
 from .data import TownData
 from .decisions import Decision, Handover, Outcome, decide
 from .errors import IssuanceError, NumberingError, RegisterError, ReleaseRefused, RequestError
@@ -52,6 +52,7 @@ __all__ = [
     "JST",
     "Applicant",
     "Channel",
+    "CopayExemption",
     "Decision",
     "Desk",
     "DocumentKind",

@@ -8,8 +8,8 @@ so third-party and 士業 requests are only taken (BRIEF §1 emergency policy). 
 as of" statement for the town's block document and registry (BRIEF §3 Sync); the caller
 reads them from the replica, and decisions never look at a clock of their own.
 
-Disaster mode and the disaster fee exemption are switched on by the town's representative
-(the UI records who and when); drill mode is the box's training mode.
+Disaster mode, the disaster fee exemption and a copay exemption are switched on by the
+town's representative (the UI records who and when); drill mode is the box's training mode.
 """
 
 from __future__ import annotations
@@ -38,6 +38,17 @@ class Policy:
     power_of_attorney_max_age_days: int = 90
 
 
+@dataclass(frozen=True, slots=True)
+class CopayExemption:
+    """A declared disaster's 一部負担金免除 (国保法 §44): while one is declared, the
+    一部負担金免除証明書 is issued at the counter instead of only taken as intake."""
+
+    disaster: str  # e.g. 令和8年11月26日 新潟県下越地方の地震
+    valid_from: date
+    valid_until: date
+    reason: str = "住家の全半壊等"
+
+
 @dataclass(frozen=True)
 class IssuanceContext:
     data: TownData
@@ -48,6 +59,7 @@ class IssuanceContext:
     disaster_mode: bool = False
     disaster_fee_exemption: bool = False
     drill: bool = False
+    copay_exemption: CopayExemption | None = None
     intake: Intake = field(default_factory=NoIntake)
 
     def __post_init__(self) -> None:

@@ -10,7 +10,8 @@ has the same order as a table for supervisors):
      5. 本人確認       credentials.check_identity
      6. 請求者区分     credentials.check_requester (委任状, 世帯, 目的, 士業, 公用)
      7. item options  only resident-record documents offer items
-     8. intake only   印鑑登録証明書, 罹災証明書, 一部負担金免除証明書 → INTAKE_ONLY
+     8. intake only   印鑑登録証明書, 罹災証明書 → INTAKE_ONLY; so is the
+                      一部負担金免除証明書 unless a copay exemption is declared
      9. entitlement   which requester kinds a document goes to at all
     10. intake queue  a pending change or death report on a subject holds issuance back
     11. document      除票 or not, 本籍 here, tax rules, insurance membership
@@ -70,7 +71,7 @@ PERSON_SIDE = frozenset(
         RequesterKind.PROXY,
     }
 )
-_ALL_ISSUABLE = RESIDENT_DOCUMENTS | TAX_DOCUMENTS | NHI_DOCUMENTS
+_ALL_ISSUABLE = RESIDENT_DOCUMENTS | TAX_DOCUMENTS | NHI_DOCUMENTS | {DocumentKind.MENJO}
 ENTITLED: dict[RequesterKind, frozenset[DocumentKind]] = {
     RequesterKind.SELF: _ALL_ISSUABLE,
     RequesterKind.HOUSEHOLD: _ALL_ISSUABLE,
@@ -173,7 +174,7 @@ def _document(
             return refusal("fuhyo_other_honseki"), None
     elif doc in TAX_DOCUMENTS:
         return tax_rules.check(request, subjects[0], ctx)
-    elif doc in NHI_DOCUMENTS:
+    elif doc in NHI_DOCUMENTS or doc is DocumentKind.MENJO:
         member = ctx.data.nhi.get(subjects[0].id)
         if member is None or (member.lost is not None and member.lost <= ctx.today):
             return refusal("nhi_not_member"), None
@@ -230,7 +231,8 @@ def decide(request: Request, ctx: IssuanceContext) -> Decision:
     if not request.items <= offered:
         extra = "・".join(sorted(request.items - offered))
         return refuse(refusal("items_not_offered", document=request.document.label, items=extra))
-    if request.document in INTAKE_ONLY_DOCUMENTS:
+    declared = request.document is DocumentKind.MENJO and ctx.copay_exemption is not None
+    if request.document in INTAKE_ONLY_DOCUMENTS and not declared:
         why = refusal("intake_only_document", document=request.document.label)
         return refuse(why, Outcome.INTAKE_ONLY)
     if request.document not in ENTITLED[request.requester]:

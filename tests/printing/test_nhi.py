@@ -13,7 +13,11 @@ import pytest
 from pdf_inspect import IssueFactory, pdftotext
 from pypdf import PdfReader
 
-from printing.certificates.nhi import render_copay_exemption, render_eligibility_card
+from printing.certificates.nhi import (
+    render_copay_exemption,
+    render_eligibility_card,
+    render_eligibility_notice,
+)
 from printing.errors import DocumentRefused
 from printing.fonts import FontRegistry
 from printing.layout import Signer
@@ -181,3 +185,32 @@ def _write(tmp_path: Path, pdf: bytes) -> Path:
     path = tmp_path / "doc.pdf"
     path.write_bytes(pdf)
     return path
+
+
+def test_eligibility_notice_for_a_my_number_insurance_holder(
+    exports: dict[str, TownExport],
+    make_issue: IssueFactory,
+    signers: dict[str, Signer],
+    registry: FontRegistry,
+) -> None:
+    export = exports["15307"]
+    people = {r.id: r for r in export.residents}
+    member = next(m for m in export.nhi_members if m.has_my_number_insurance and not m.lost)
+    person = people[member.resident_id]
+    doc = render_eligibility_notice(
+        make_issue(), member, person, "新潟県北蒲原郡聖籠町大字三賀1番地", signers["15307"],
+        registry=registry,
+    )  # fmt: skip
+    text = squash("".join(pdftotext(doc.pdf)))
+    assert in_order(
+        text,
+        ["資格情報のお知らせ", "住所", "氏名", squash(person.name), "生年月日", "性別",
+         "被保険者等記号・番号", member.number, "資格取得年月日", "一部負担金の割合",
+         "保険者番号", export.town.nhi_insurer_number, "保険者名称", "交付年月日",
+         "このお知らせだけでは受診できません", "発行番号"],
+    )  # fmt: skip
+    with pytest.raises(DocumentRefused):  # no マイナ保険証: a 資格確認書 instead
+        plain = replace(member, has_my_number_insurance=False)
+        render_eligibility_notice(
+            make_issue(), plain, person, "", signers["15307"], registry=registry
+        )

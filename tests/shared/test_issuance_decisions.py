@@ -22,6 +22,7 @@ from test_issuance_town import (
     request_for,
 )
 
+from shared.issuance import CopayExemption
 from shared.issuance import requests as request_module
 from shared.issuance.decisions import Handover, Outcome, decide
 from shared.issuance.errors import RequestError
@@ -232,6 +233,24 @@ def test_intake_only_documents() -> None:
         decision = decide(request_for(R.SELF, doc), context())
         assert decision.outcome is Outcome.INTAKE_ONLY
         assert decision.fee is None
+
+
+def test_copay_exemption_certificate_is_issued_only_while_declared() -> None:
+    declared = replace(
+        context(),
+        copay_exemption=CopayExemption(
+            "令和8年11月26日の地震", date(2026, 11, 26), date(2027, 2, 28)
+        ),
+    )
+    member = request_for(R.SELF, Doc.MENJO, subject_ids=("A",))
+    assert decide(member, declared).issued
+    assert decide(member, context()).outcome is Outcome.INTAKE_ONLY
+    assert _code(decide(request_for(R.THIRD_PARTY, Doc.MENJO, subject_ids=("A",)), declared)) in (
+        "requester_not_entitled",
+        "third_party_purpose",
+    )
+    uninsured = replace(declared, data=replace(declared.data, nhi={}))
+    assert _code(decide(member, uninsured)) == "nhi_not_member"
 
 
 def test_request_for_another_town_or_without_subject_is_an_error() -> None:
