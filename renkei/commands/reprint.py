@@ -2,7 +2,9 @@
 
 Run on the box (its data folder): a clerk of the town opens the town's registers with
 their usual ID and password (RENKEI_PASSWORD or asked on the terminal); the PDF exactly
-as it was issued is written out. Nothing is re-rendered from today's data.
+as it was issued is written out. Nothing is re-rendered from today's data. The reprint
+is audited (kind `reprint`) in a chain of the clerk's own, signed with their key: the
+command may run while the box is writing its own chain.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             storage, unlocked.keyring, args.box_code, box_signing_key(args.data)
         )
         pdf = registers.load(printed_key(args.town, args.number))
+        if pdf is not None:
+            _audit(storage, unlocked, args.number)
     finally:
         storage.close()
     if pdf is None:
@@ -53,3 +57,18 @@ def run(args: argparse.Namespace) -> int:
     out.write_bytes(pdf)
     print(f"{out} に再現しました（{len(pdf)} バイト）。")
     return 0
+
+
+def _audit(storage: Any, unlocked: Any, number: str) -> None:
+    import secrets
+    import time
+
+    from shared.audit import AuditKind, AuditLog, AuditWriter
+
+    writer = AuditWriter.for_session(unlocked.clerk_keys, f"reprint-{secrets.token_hex(4)}")
+    AuditLog(storage, unlocked.keyring.public).append(
+        writer,
+        AuditKind.REPRINT,
+        {"number": number, "clerk": unlocked.clerk_keys.login_id, "how": "renkei reprint"},
+        time.time(),
+    )

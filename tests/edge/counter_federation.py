@@ -127,3 +127,32 @@ def counter_box(
                 process.terminate()
                 process.wait(timeout=15)
         log.close()
+
+
+def audit_entries(fed: CounterBox, login_id: str) -> tuple[Any, list[Any]]:
+    """Open the town's audit chains in the box's store with a clerk's keys: the
+    verification report (box chain and clerk-session chains) and every entry, decrypted."""
+    from edge.boxkey import box_signing_key
+    from edge.replica import BoxReplica
+    from shared.audit import AUDIT, AuditEntry, box_writer_id, verify_town
+    from shared.blobs import open_blob
+
+    storage = SqliteStorage(fed.data / "replica.db")
+    try:
+        unlocked = BoxReplica(storage).unlock("15307", login_id, PASSWORD)
+        box_writer = box_writer_id("box-15307")
+        writers = {box_writer: box_signing_key(fed.data).verify_key}
+        stored = {key[2] for key, _ in storage.load_range(("15307", AUDIT))}
+        for writer in stored:  # clerk sessions of this clerk (e.g. `renkei reprint`)
+            if writer.startswith(f"clerk:{login_id}:"):
+                writers[writer] = unlocked.clerk_keys.signing_key.verify_key
+        report = verify_town(storage, unlocked.keyring, writers, {}, writers=list(writers))
+        entries = []
+        for key, blob in storage.load_range(("15307", AUDIT)):
+            if key[2] not in writers:
+                continue
+            _header, plaintext = open_blob(blob, unlocked.keyring, writers.get)
+            entries.append(AuditEntry.from_plaintext(plaintext))
+    finally:
+        storage.close()
+    return report, entries

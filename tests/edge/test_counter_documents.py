@@ -5,7 +5,9 @@ explained in Japanese. The 全住民一覧 and 要支援者名簿 come from the 
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -13,12 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from counter_federation import CounterBox, counter_box, csrf
+from counter_federation import PASSWORD, CounterBox, audit_entries, counter_box, csrf
 
 from shared.export_csv import read_town
 from shared.model import FilingStatus, TownExport
 
 TODAY = date.today()
+ISSUED: list[str] = []  # 発行番号 issued by the tests of this module, in order
 EXEMPTION = {
     "disaster": "令和8年11月26日 新潟県下越地方の地震",
     "valid_from": "2026-11-26",
@@ -124,6 +127,7 @@ def test_every_document_is_offered_and_issued(
         for words in (*expected, "発行番号", number):
             assert words in text.replace(" ", ""), (document, words, text[:1500])
         numbers.append(number)
+        ISSUED.append(number)
     assert len(set(numbers)) == len(numbers)  # one number per copy, never reused
     # The kept copy is served again by its number, byte for byte the same document.
     again = client.get(f"/printed/{numbers[0]}.pdf")
@@ -166,6 +170,7 @@ def test_lists_from_the_district_page(
             "recipient": "消防団第3分団", "purpose": "安否確認", "leaves_office": "1"}  # fmt: skip
     response = client.post("/list", data=form)
     number = issued(response)
+    ISSUED.append(number.split("-", 1)[1])
     text = pdftext(response.content, tmp_path, "list")
     assert "全住民一覧" in text and district in text and "配布番号" in text
     denied = client.post("/list", data={**form, "list": "support"})
@@ -180,3 +185,31 @@ def test_lists_from_the_district_page(
         issued(response)
         assert "避難行動要支援者名簿" in pdftext(response.content, tmp_path, "support")
     assert number.startswith("zenjumin-")
+
+
+def test_every_act_is_audited_and_the_chain_verifies(fed: CounterBox, tmp_path: Path) -> None:
+    """Runs after the tests above: their issuances, refusals, list copies and the copy
+    served again are in the box's audit chain (sealed to the town), which verifies; a
+    `renkei reprint` adds an entry in the clerk's own chain."""
+    assert ISSUED, "run with the module's earlier tests"
+    reprint = subprocess.run(
+        [sys.executable, "-m", "renkei", "reprint", ISSUED[0], "--data", str(fed.data),
+         "--town", "15307", "--login", fed.clerk, "--out", str(tmp_path / "again.pdf")],
+        env={**os.environ, "RENKEI_PASSWORD": PASSWORD}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert reprint.returncode == 0, reprint.stderr
+    report, entries = audit_entries(fed, fed.clerk)
+    assert report.ok, report.summary()
+    issuance = {e.details["number"]: e.details for e in entries if e.kind == "issuance"}
+    for number in ISSUED:
+        assert number in issuance, number
+    assert issuance[ISSUED[0]]["document"] == "juminhyo"
+    assert issuance[ISSUED[0]]["clerk"] == fed.clerk and issuance[ISSUED[0]]["fee"] == 300
+    assert any(d["list_number"].startswith("L-15307-") for d in issuance.values())
+    refusals = [e.details for e in entries if e.kind == "refusal"]
+    assert any(d["code"] == "tax_taxable" for d in refusals)
+    reprints = [e.details for e in entries if e.kind == "reprint"]
+    assert {d["how"] for d in reprints if d["number"] == ISSUED[0]} == {
+        "download",
+        "renkei reprint",
+    }

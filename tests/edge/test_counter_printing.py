@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from counter_federation import CounterBox, counter_box, csrf
+from counter_federation import CounterBox, audit_entries, counter_box, csrf
 
 from shared.export_csv import read_town
 
@@ -118,9 +118,12 @@ def test_fee_reduction_and_printing_on_the_terminals_queue(
         kept = client.get(f"/printed/{number.group(0)}.pdf")
         assert kept.status_code == 200
     deadline = time.monotonic() + 60
-    while job.group(1) not in subprocess.run(
-        ["lpstat", "-W", "completed", "-o", queue[0]], capture_output=True, text=True
-    ).stdout:
+    while (
+        job.group(1)
+        not in subprocess.run(
+            ["lpstat", "-W", "completed", "-o", queue[0]], capture_output=True, text=True
+        ).stdout
+    ):
         assert time.monotonic() < deadline, "the job did not complete"
         time.sleep(0.3)
     log = ACCESS_LOG.read_text(errors="replace")
@@ -138,3 +141,12 @@ def test_fee_reduction_and_printing_on_the_terminals_queue(
     # The printer received the numbered copy that is kept on the box (cupsd rewrites the
     # PDF, so the text is compared, not the bytes).
     assert _text(original) in texts and number.group(0) in _text(original)
+    report, entries = audit_entries(fed, fed.clerk)
+    assert report.ok, report.summary()
+    printed = [e.details for e in entries if e.kind == "print"]
+    assert {"number": number.group(0), "job": job.group(1), "queue": queue[0]}.items() <= next(
+        d for d in printed if d["number"] == number.group(0)
+    ).items()
+    issued = {e.details["number"]: e.details for e in entries if e.kind == "issuance"}
+    waived_entry = issued[number.group(0)]
+    assert waived_entry["fee"] == 0 and waived_entry["reduction"] == "災害減免"
