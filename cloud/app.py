@@ -17,7 +17,9 @@ out as blobs sealed to their town, clerks' keys wrapped under their passwords.
     GET /api/replica/{town}/certificates          every clerk certificate (public)
 
 A box of another town receives only the credentials of the town's emergency roster.
-(Enrolment — boxes proving who they are — comes with the sync protocol.)
+
+    POST /api/enrol/challenge, POST /api/enrol    box enrolment (cloud/enrolment.py)
+    GET /api/alerts, GET /alerts, GET /api/time   alerts (cloud/alerts.py)
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from cloud.alerts import hub_alert_routes
 from cloud.custody import HUB_WRITER_KEY, credential_is_for_roster, partner_copy_marker
+from cloud.enrolment import HubEnrolment
 from cloud.store import TownStore, known_towns
 from cloud.sync_api import hub_service, sync_routes
 from printing.verification import verify_for_page
@@ -67,6 +71,8 @@ def _town_summaries(storage: SqliteStorage) -> list[dict[str, object]]:
 
 
 def create_app(data_dir: Path) -> Starlette:
+    enrolment = HubEnrolment(data_dir)  # migrates hub.db; unseals the enrolment key
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         storage = SqliteStorage(hub_db_path(data_dir))
@@ -170,7 +176,7 @@ def create_app(data_dir: Path) -> Starlette:
             return JSONResponse({"error": "指定された職員の資格情報はありません。"}, 404)
         return Response(record, media_type="application/json")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", status_page),
             Route("/api/health", health),
@@ -182,6 +188,10 @@ def create_app(data_dir: Path) -> Starlette:
             Route("/api/replica/{town:str}/credentials/{login:str}", credential),
             Route("/api/replica/{town:str}/certificates", certificates),
             *sync_routes(hub_service),
+            *enrolment.routes(),
+            *hub_alert_routes(data_dir, enrolment),
         ],
         lifespan=lifespan,
     )
+    app.state.enrolment = enrolment  # sync admission (cloud/sync_api.py)
+    return app

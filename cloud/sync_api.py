@@ -10,8 +10,10 @@ message with a 4xx status: 409 stale nonce (start again with a hello), 403 peer 
 enrolled or signature wrong, 400 malformed or wrong town, 413 too large, 426 protocol.
 
 The same routes serve on the hub (its data folder's store) and on a box for box↔box sync
-(`edge.sync_agent` mounts them on its peer port). Peers must be enrolled: by default a
-peer id is admitted when the store holds ("sync", "peer", id) — written at enrolment.
+(`edge.sync_agent` mounts them on its peer port). Peers must be enrolled: at the hub, by a
+box certificate chaining to the federation root (`cloud.enrolment`, `renkei enroll`);
+on a box (and a hub with no root pinned) a peer id is admitted when the store holds
+("sync", "peer", id) — written when discovery verified the peer's certificate.
 
 Failpoints (tests and drills only): with RENKEI_SYNC_FAILPOINT=point[@n] in the
 environment (or =file:PATH, PATH holding such a spec, read at each check, so a drill can
@@ -216,7 +218,14 @@ def hub_service(request: Request) -> SyncService:
     state = request.app.state
     service: SyncService | None = getattr(state, "sync_service", None)
     if service is None or service.log.storage is not state.storage:
-        service = SyncService(BlobLog(state.storage), hub_peer_id(state.storage))
+        # peers are admitted by an enrolled certificate (cloud/enrolment.py) once the hub
+        # has a federation root pinned; stored ids only on a hub without one
+        enrolment = getattr(state, "enrolment", None)
+        legacy = enrolled_peers(state.storage)
+        authorize = enrolment.admission(legacy) if enrolment is not None else legacy
+        service = SyncService(
+            BlobLog(state.storage), hub_peer_id(state.storage), authorize=authorize
+        )
         state.sync_service = service
     return service
 

@@ -15,6 +15,7 @@ logs in with their usual ID and password, and every town is sealed again on rest
                            the counter (edge.counter_routes; docs/counter.md)
     GET/POST /verify       check a certificate's QR payload offline (no login)
     GET  /api/health       {"status": "ok", "town": code, "open": [codes]}
+    GET  /api/alerts, /alerts   alerts (edge/alerts.py), no login
 
 Time (BRIEF §3): the box keeps a floor from the newest signed time it has seen (a clerk
 certificate's issue time, signed by the town) and refuses logins while its clock is
@@ -47,6 +48,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from edge import auth
+from edge.alerts import box_alert_routes
 from edge.boxkey import box_signing_key
 from edge.counter_routes import counter_routes
 from edge.discovery import LanDiscovery
@@ -466,6 +468,7 @@ def create_app(config: BoxConfig) -> Starlette:
             Route("/api/health", health),
             *lan.routes,
             *break_glass_routes(box, render),
+            *box_alert_routes(box),
         ],
         middleware=[Middleware(auth.SessionMiddleware, sessions=box.sessions)],
         lifespan=lifespan,

@@ -161,6 +161,10 @@ class AuditKind(enum.StrEnum):
     DEPUTY_APPOINTED = "deputy_appointed"
     DATE_CONFIRMED = "date_confirmed"
     KEY_ROTATION = "key_rotation"
+    ENROLMENT_TOKEN = "enrolment_token"
+    BOX_ENROLLED = "box_enrolled"
+    ENROLMENT_REFUSED = "enrolment_refused"
+    BOX_REVOKED = "box_revoked"
 
 
 KIND_LABELS: dict[str, str] = {
@@ -185,6 +189,10 @@ KIND_LABELS: dict[str, str] = {
     AuditKind.DEPUTY_APPOINTED: "職務代理者の指定",
     AuditKind.DATE_CONFIRMED: "日付の確認",
     AuditKind.KEY_ROTATION: "鍵の更新",
+    AuditKind.ENROLMENT_TOKEN: "登録トークンの発行",
+    AuditKind.BOX_ENROLLED: "ボックスの登録",
+    AuditKind.ENROLMENT_REFUSED: "ボックス登録の拒否",
+    AuditKind.BOX_REVOKED: "ボックス登録の取消",
 }
 
 

@@ -703,6 +703,10 @@ class EnrolmentIssuer:
         return self._signing.verify_key
 
     @property
+    def signing_key(self) -> SigningKey:
+        return self._signing
+
+    @property
     def key_id(self) -> str:
         return key_id(self._signing.verify_key)
 
@@ -812,7 +816,8 @@ def _issue(
         if kind != "box":
             raise CertificateError("an enrolment issuer certifies boxes only")
         chain = (root.certificate,)
-        # never valid beyond the delegation it depends on
+        # never valid outside the delegation it depends on
+        issued_at = max(issued_at, root.certificate.issued_at)
         expires_at = min(expires_at, root.certificate.expires_at)
     if _utc_seconds(expires_at) <= _utc_seconds(issued_at):
         raise ValueError("a certificate must expire after it is issued")

@@ -30,14 +30,18 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge.app import BoxConfig, create_app
+    from edge.enrolment import enrolled_box_id
     from edge.tls import ssl_kwargs
     from firmware.notify import run_uvicorn
+    from shared import migrations
 
+    migrations.apply(args.data / "replica.db", "box")  # the schema this version knows
     config = BoxConfig(
         args.hub,
         args.town,
         args.data,
         shards=args.shards,
+        box_id=enrolled_box_id(args.data),  # the name it was enrolled under, if enrolled
         discovery_interfaces=tuple(args.discover),
     )
     tls = ssl_kwargs(args.tls) if args.tls else {}

@@ -1,0 +1,155 @@
+"""Alerts at the hub (rules in shared/alerts.py), and the two routes both the hub and the
+box serve:
+
+    GET /api/alerts   {"status": worst level, "alerts": [{rule, subject, level, message,
+                       detail, key, since}]}   (HTTP 200 whatever the level)
+    GET /alerts       the same as a short Japanese list (templates/alerts.html)
+    GET /api/time     {"time": UTC seconds}: the clock boxes measure their drift against
+
+The hub evaluates: each town's newest import (stale_sync), each enrolled box's last sync
+(box_silent), its data folder's disk, its clock (chrony when present), the enrolment
+issuer's certificate and every enrolled box's certificate.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from shared import alerts, migrations
+from shared.alerts import Alert, AlertBook, DiskUsage, Thresholds
+
+if TYPE_CHECKING:
+    from cloud.enrolment import HubEnrolment
+    from shared.storage import Storage
+
+
+def chrony_offset(chronyc: str = "chronyc") -> float | None:
+    """The system clock's offset from NTP time as chrony sees it (seconds; None without
+    chrony or without a source). `chronyc -c tracking`: field 5 is "System time"."""
+    if shutil.which(chronyc) is None:
+        return None
+    try:
+        out = subprocess.run(
+            [chronyc, "-c", "tracking"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout
+        return float(out.strip().split(",")[4])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def disk_usage(path: Path) -> DiskUsage:
+    usage = shutil.disk_usage(path)
+    return DiskUsage(usage.total, usage.used, usage.free)
+
+
+def alert_routes(
+    evaluate: Callable[[Request], list[Alert]],
+    book: Callable[[], AlertBook],
+    templates: Environment,
+    context: Callable[[], dict[str, Any]] = dict,
+) -> list[Route]:
+    """GET /api/alerts and GET /alerts over an `evaluate` that measures and applies the
+    rules; every evaluation is recorded (each change of level logged once)."""
+
+    def run(request: Request) -> dict[str, Any]:
+        found = evaluate(request)
+        states = book()
+        states.observe(found, time.time())
+        return alerts.summary(found, states.since())
+
+    async def api(request: Request) -> JSONResponse:
+        return JSONResponse(
+            await run_in_threadpool(run, request), headers={"cache-control": "no-store"}
+        )
+
+    async def page(request: Request) -> HTMLResponse:
+        result = await run_in_threadpool(run, request)
+        html = templates.get_template("alerts.html").render(
+            result=result, labels=alerts.LEVEL_LABELS, **context()
+        )
+        return HTMLResponse(html, headers={"cache-control": "no-store"})
+
+    return [Route("/api/alerts", api), Route("/alerts", page)]
+
+
+def hub_alerts(
+    data_dir: Path, storage: Storage, enrolment: HubEnrolment | None, limits: Thresholds
+) -> list[Alert]:
+    from cloud.store import TownStore, known_towns
+
+    now = datetime.now(UTC)
+    found = []
+    for town in known_towns(storage):
+        store = TownStore(storage, town)
+        name = str((store.town_settings() or {}).get("name", town))
+        found.append(alerts.stale_sync(town, name, store.as_of(), now, limits))
+    found.append(alerts.disk(data_dir, disk_usage(data_dir), limits))
+    offset = chrony_offset()
+    found.append(alerts.clock(offset, "chrony", None, limits))
+    if enrolment is not None and enrolment.registry.setting("root") is not None:
+        issuer = enrolment.registry.issuer_certificate()
+        found.append(
+            alerts.certificate(
+                "issuer",
+                "ハブの登録用証明書（連合ルートによる委任）",
+                issuer.expires_at if issuer else None,
+                now,
+                limits.certificate_days,
+            )
+        )
+        for box in enrolment.registry.boxes():
+            if box.revoked_at is not None:
+                continue
+            found.append(
+                alerts.box_silent(box.box, box.town, box.last_seen, now.timestamp(), limits)
+            )
+            found.append(
+                alerts.certificate(
+                    f"box:{box.box}",
+                    f"ボックス {box.box} の登録証明書",
+                    box.cert().expires_at,
+                    now,
+                    limits.certificate_days,
+                )
+            )
+    return found
+
+
+def hub_alert_routes(data_dir: Path, enrolment: HubEnrolment | None) -> list[Route]:
+    from jinja2 import PackageLoader, select_autoescape
+
+    templates = Environment(
+        loader=PackageLoader("cloud", "templates"), autoescape=select_autoescape()
+    )
+    db = data_dir / "hub.db"
+    state: dict[str, AlertBook] = {}
+
+    def book() -> AlertBook:
+        if "book" not in state:
+            migrations.apply(db, "hub")
+            state["book"] = AlertBook(db)
+        return state["book"]
+
+    def evaluate(request: Request) -> list[Alert]:
+        storage = request.app.state.storage
+        return hub_alerts(data_dir, storage, enrolment, Thresholds.load(data_dir))
+
+    async def hub_time(request: Request) -> JSONResponse:
+        return JSONResponse({"time": time.time()}, headers={"cache-control": "no-store"})
+
+    return [
+        *alert_routes(evaluate, book, templates, lambda: {"where": "ハブ"}),
+        Route("/api/time", hub_time),
+    ]

@@ -1,0 +1,886 @@
+"""Box enrolment at the hub: one-time tokens, proof of the box's key, the box certificate.
+
+Trust chain. The federation root stays offline (BRIEF §3). In a ceremony it certifies the
+hub's **enrolment issuer** key (`shared.crypto.issue_issuer_certificate`, kind "issuer");
+the hub signs box certificates with that key at enrolment, each carrying the issuer
+certificate as its chain, so a peer holding only the root key checks them
+(`verify_box_certificate`). The issuer's private key is sealed under the hub operator's
+passphrase in `DATA/enrolment.sealed` (argon2id + XChaCha20-Poly1305), like the towns'
+custody, and unsealed when the hub starts (RENKEI_HUB_PASSPHRASE, or the systemd
+credential `renkei-hub-passphrase`). The hub's web process holds the issuer key only —
+no town key.
+
+    operator                       hub (this module)                      box (edge/enrolment.py)
+    renkei enrolment token  ──▶  enrolment_tokens (SHA-256 only)
+                                 POST /api/enrol/challenge        ◀──   (fresh nonce)
+                                 {"nonce": hex, "expires_in": s}   ──▶
+                                 POST /api/enrol                   ◀──   token, box key, sync
+                                                                         peer id, signatures
+    checks: nonce unused (replay), token known (forged), not expired/revoked/used by
+    another key, both signatures over the statement; then in ONE transaction consumes the
+    token and records the box; answers the certificate, the federation directory, staged
+    TLS material, and writes an audit entry for the box's town.
+
+Statement signed by the box key AND by the box's sync identity (canonical JSON after
+b"renkei enrolment v1\\0"): {"protocol", "purpose": "enrol", "nonce", "token_sha256",
+"box_key", "x25519", "sync_peer"}. The box key also signs b"renkei sync binding v1\\0" +
+sync peer id: the binding the hub's sync endpoints check (`Registry.admit`).
+
+Errors come back as JSON {"error": code, "message": Japanese, "message_en": English} with
+400 malformed, 401 unknown token, 403 proof failed, 409 stale nonce (replay), 410 token
+expired, revoked or used, 503 enrolment not configured or issuer sealed.
+
+Tables (hub migration 2, shared/migrations.py): enrolment_settings (root, issuer,
+issuer_key), enrolment_tokens, enrolled_boxes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nacl.exceptions
+from nacl.public import PublicKey, SealedBox
+from nacl.signing import SigningKey, VerifyKey
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from shared import migrations
+from shared.audit import AuditKind, AuditLog, AuditWriter
+from shared.crypto import (
+    Certificate,
+    CryptoError,
+    EnrolmentIssuer,
+    TownPublic,
+    WrongPassword,
+    issue_box_certificate,
+    key_id,
+    open_secret,
+    seal_secret,
+    verify_box_certificate,
+    verify_issuer_certificate,
+)
+from shared.storage import Storage
+from shared.sync.identity import verify_key_of
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = 1
+ISSUER_FILE = "enrolment.sealed"
+PASSPHRASE_CREDENTIAL = "renkei-hub-passphrase"
+TOKEN_BYTES = 24
+DEFAULT_TOKEN_HOURS = 24.0
+BOX_CERT_DAYS = 365
+NONCE_TTL_S = 300.0
+MAX_REQUEST_BYTES = 64 * 1024
+STATEMENT_CONTEXT = b"renkei enrolment v1\x00"
+BINDING_CONTEXT = b"renkei sync binding v1\x00"
+BOX_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+TOWN_CODE = re.compile(r"^[0-9]{5,6}$")
+_SEEN_EVERY_S = 60.0
+
+
+class EnrolmentError(Exception):
+    """An enrolment or administration step refused; `message` is Japanese, `english` for
+    the log and for IT staff abroad, `status` the HTTP status, `code` machine-readable."""
+
+    def __init__(self, code: str, status: int, message: str, english: str) -> None:
+        super().__init__(f"{message} / {english}")
+        self.code = code
+        self.status = status
+        self.message = message
+        self.english = english
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": self.code, "message": self.message, "message_en": self.english}
+
+
+def _canonical(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def statement_bytes(statement: dict[str, Any]) -> bytes:
+    return STATEMENT_CONTEXT + _canonical(statement)
+
+
+def binding_bytes(sync_peer: str) -> bytes:
+    return BINDING_CONTEXT + sync_peer.encode()
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.strip().encode()).hexdigest()
+
+
+def passphrase_from_environment() -> str | None:
+    """The hub operator's passphrase handed to a service: RENKEI_HUB_PASSPHRASE, or the
+    systemd credential (LoadCredentialEncrypted= / systemd-ask-password)."""
+    value = os.environ.get("RENKEI_HUB_PASSPHRASE")
+    if value:
+        return value
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    if folder and (Path(folder) / PASSPHRASE_CREDENTIAL).is_file():
+        return (Path(folder) / PASSPHRASE_CREDENTIAL).read_text().rstrip("\n")
+    return None
+
+
+def _hub_db(data_dir: Path) -> Path:
+    return data_dir / "hub.db"
+
+
+# ---------------------------------------------------------------------------- the issuer key
+
+
+def create_issuer_key(data_dir: Path, passphrase: str) -> SigningKey:
+    """A new enrolment issuer key, sealed under the hub passphrase (never in plaintext)."""
+    path = data_dir / ISSUER_FILE
+    if path.exists():
+        raise EnrolmentError(
+            "exists",
+            409,
+            f"登録用の鍵はすでにあります: {path}",
+            f"the enrolment key already exists: {path}",
+        )
+    key = SigningKey.generate()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(seal_secret(bytes(key), passphrase))
+    temporary.chmod(0o600)
+    temporary.replace(path)
+    return key
+
+
+def load_issuer_key(data_dir: Path, passphrase: str) -> SigningKey:
+    path = data_dir / ISSUER_FILE
+    if not path.exists():
+        raise EnrolmentError(
+            "not-configured",
+            503,
+            "ハブの登録用の鍵がありません（renkei enrolment init）。",
+            "the hub has no enrolment key (run renkei enrolment init)",
+        )
+    try:
+        return SigningKey(open_secret(path.read_bytes(), passphrase))
+    except (WrongPassword, CryptoError) as exc:
+        raise EnrolmentError(
+            "passphrase",
+            503,
+            "登録用の鍵を開けません。パスフレーズを確認してください。",
+            "cannot open the enrolment key: wrong passphrase?",
+        ) from exc
+
+
+# ---------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    token_hash: str
+    box: str
+    town: str
+    issued_at: float
+    expires_at: float
+    used_at: float | None
+    used_by: str | None
+    revoked_at: float | None
+    tls_sealed: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BoxRow:
+    box: str
+    town: str
+    box_key: str
+    sync_peer: str
+    certificate: str
+    binding: str
+    enrolled_at: float
+    last_seen: float | None
+    revoked_at: float | None
+    revoked_reason: str | None
+
+    def cert(self) -> Certificate:
+        return Certificate.from_json(json.loads(self.certificate))
+
+    def to_json(self) -> dict[str, Any]:
+        cert = self.cert()
+        return {
+            "box": self.box,
+            "town": self.town,
+            "key_id": key_id(VerifyKey(bytes.fromhex(self.box_key))),
+            "sync_peer": self.sync_peer,
+            "enrolled_at": self.enrolled_at,
+            "certificate_expires": cert.expires_at.isoformat(),
+            "last_seen": self.last_seen,
+            "revoked_at": self.revoked_at,
+            "revoked_reason": self.revoked_reason,
+        }
+
+
+class Registry:
+    """The enrolment tables in the hub's store (migrated to the newest schema on open)."""
+
+    def __init__(self, db_path: Path) -> None:
+        migrations.apply(db_path, "hub")
+        self.path = db_path
+        self._db = sqlite3.connect(
+            str(db_path), check_same_thread=False, isolation_level=None, timeout=30
+        )
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._lock = threading.Lock()
+        self._seen: dict[str, float] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # settings
+    def setting(self, name: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM enrolment_settings WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_setting(self, name: str, value: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO enrolment_settings (name, value) VALUES (?, ?)",
+                (name, value),
+            )
+
+    def root(self) -> VerifyKey | None:
+        value = self.setting("root")
+        return None if value is None else VerifyKey(bytes.fromhex(value))
+
+    def issuer_certificate(self) -> Certificate | None:
+        value = self.setting("issuer")
+        return None if value is None else Certificate.from_json(json.loads(value))
+
+    # tokens
+    def add_token(self, row: TokenRow) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO enrolment_tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.token_hash,
+                    row.box,
+                    row.town,
+                    row.issued_at,
+                    row.expires_at,
+                    row.used_at,
+                    row.used_by,
+                    row.revoked_at,
+                    row.tls_sealed,
+                ),
+            )
+
+    def token(self, hashed: str) -> TokenRow | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM enrolment_tokens WHERE token_hash = ?", (hashed,)
+            ).fetchone()
+        return None if row is None else TokenRow(*row)
+
+    def tokens(self) -> list[TokenRow]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM enrolment_tokens ORDER BY issued_at").fetchall()
+        return [TokenRow(*r) for r in rows]
+
+    # boxes
+    def box(self, name: str) -> BoxRow | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM enrolled_boxes WHERE box = ?", (name,)).fetchone()
+        return None if row is None else BoxRow(*row)
+
+    def box_by_peer(self, sync_peer: str) -> BoxRow | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM enrolled_boxes WHERE sync_peer = ?", (sync_peer,)
+            ).fetchone()
+        return None if row is None else BoxRow(*row)
+
+    def boxes(self) -> list[BoxRow]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM enrolled_boxes ORDER BY box").fetchall()
+        return [BoxRow(*r) for r in rows]
+
+    def consume_and_enrol(self, token: TokenRow, box: BoxRow, now: float) -> bool:
+        """Use the token and record the box in one transaction; False when the token was
+        used, revoked or expired meanwhile (another request won the race)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                used = self._db.execute(
+                    "UPDATE enrolment_tokens SET used_at = ?, used_by = ? WHERE token_hash = ?"
+                    " AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
+                    (now, box.box_key, token.token_hash, now),
+                ).rowcount
+                if used != 1:
+                    self._db.execute("ROLLBACK")
+                    return False
+                # a replaced box (same name, new key) leaves: its sync peer id goes with it
+                self._db.execute(
+                    "DELETE FROM enrolled_boxes WHERE box = ? OR sync_peer = ?",
+                    (box.box, box.sync_peer),
+                )
+                self._db.execute(
+                    "INSERT INTO enrolled_boxes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        box.box,
+                        box.town,
+                        box.box_key,
+                        box.sync_peer,
+                        box.certificate,
+                        box.binding,
+                        box.enrolled_at,
+                        None,
+                        None,
+                        None,
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return True
+
+    def revoke(self, name: str, reason: str, now: float) -> tuple[bool, int]:
+        """Revoke a box's enrolment and every unused token for it: (box revoked, tokens)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            boxes = self._db.execute(
+                "UPDATE enrolled_boxes SET revoked_at = ?, revoked_reason = ?"
+                " WHERE box = ? AND revoked_at IS NULL",
+                (now, reason, name),
+            ).rowcount
+            tokens = self._db.execute(
+                "UPDATE enrolment_tokens SET revoked_at = ? WHERE box = ? AND used_at IS NULL"
+                " AND revoked_at IS NULL",
+                (now, name),
+            ).rowcount
+            self._db.execute("COMMIT")
+        return boxes == 1, tokens
+
+    def touch(self, name: str, now: float) -> None:
+        if now - self._seen.get(name, 0.0) < _SEEN_EVERY_S:
+            return
+        self._seen[name] = now
+        with self._lock:
+            self._db.execute("UPDATE enrolled_boxes SET last_seen = ? WHERE box = ?", (now, name))
+
+    # admission of sync peers
+    def admit(self, sync_peer: str, now: float) -> bool:
+        """A sync peer is admitted when it is the sync identity of an enrolled, unrevoked
+        box whose certificate chains to the pinned root and is valid now, bound to that
+        identity by the certified box key. Checked on every request: a revocation or an
+        expiry takes effect at once."""
+        root = self.root()
+        row = self.box_by_peer(sync_peer)
+        if root is None or row is None or row.revoked_at is not None:
+            return False
+        try:
+            cert = verify_box_certificate(row.cert(), root, now=datetime.fromtimestamp(now, UTC))
+            if bytes(cert.verify_key).hex() != row.box_key:
+                return False
+            cert.verify_key.verify(binding_bytes(sync_peer), bytes.fromhex(row.binding))
+        except (CryptoError, ValueError, nacl.exceptions.BadSignatureError) as exc:
+            log.warning("sync peer of box %s refused: %s", row.box, exc)
+            return False
+        self.touch(row.box, now)
+        return True
+
+
+# ---------------------------------------------------------------------------- administration
+
+
+def audit_writer(issuer_key: SigningKey, role: str) -> AuditWriter:
+    """The hub's enrolment entries are signed by the issuer key; `role` keeps the web
+    process ("enrol") and the operator's commands ("admin") on separate chains."""
+    return AuditWriter(f"hub-{role}:{key_id(issuer_key.verify_key)[:16]}", issuer_key)
+
+
+def record(
+    storage: Storage, writer: AuditWriter, town: str, kind: AuditKind, details: dict[str, Any]
+) -> None:
+    """An audit entry sealed to the town (needs its public key only); the writer's key is
+    listed in the town's writer directory so `renkei audit verify` checks it."""
+    raw = storage.load((town, "public"))
+    if raw is None:
+        log.warning("no public key for town %s at the hub: audit entry %s not written", town, kind)
+        return
+    storage.save((town, "audit-writer", writer.writer_id), bytes(writer.verify_key).hex().encode())
+    AuditLog(storage, TownPublic.from_json(json.loads(raw))).append(
+        writer, kind, details, time.time()
+    )
+
+
+def issue_token(
+    registry: Registry,
+    storage: Storage,
+    issuer_key: SigningKey,
+    *,
+    box: str,
+    town: str,
+    hours: float = DEFAULT_TOKEN_HOURS,
+    tls: dict[str, str] | None = None,
+    now: float | None = None,
+) -> str:
+    """A one-time token for `box` of `town`, valid `hours`; only its hash is stored.
+    `tls` ({"cert", "key"[, "ca"]} PEM text issued in the ceremony) is staged sealed to
+    the issuer key and handed to the box at enrolment."""
+    now = time.time() if now is None else now
+    if not BOX_NAME.match(box):
+        raise EnrolmentError(
+            "box-name",
+            400,
+            "ボックス名は英小文字・数字・ハイフン（63 文字まで）で指定してください。",
+            "a box name is lower-case letters, digits and hyphens (at most 63)",
+        )
+    if not TOWN_CODE.match(town) or storage.load((town, "public")) is None:
+        raise EnrolmentError(
+            "town",
+            400,
+            f"町村 {town} の鍵がハブにありません（先に取込を行ってください）。",
+            f"the hub holds no keys for town {town} (import it first)",
+        )
+    if not 0 < hours <= 24 * 14:
+        raise EnrolmentError(
+            "hours",
+            400,
+            "有効期限は 14 日以内で指定してください。",
+            "a token is valid for at most 14 days",
+        )
+    if registry.issuer_certificate() is None:
+        raise EnrolmentError(
+            "not-configured",
+            503,
+            "登録用の鍵が連合ルートに認証されていません（renkei enrolment install）。",
+            "the enrolment key is not certified by the federation root yet",
+        )
+    sealed = None
+    if tls is not None:
+        recipient = issuer_key.verify_key.to_curve25519_public_key()
+        sealed = SealedBox(recipient).encrypt(_canonical(dict(tls))).hex()
+    token = "rk1-" + secrets.token_urlsafe(TOKEN_BYTES)
+    registry.add_token(
+        TokenRow(token_hash(token), box, town, now, now + hours * 3600, None, None, None, sealed)
+    )
+    record(
+        storage,
+        audit_writer(issuer_key, "admin"),
+        town,
+        AuditKind.ENROLMENT_TOKEN,
+        {"box": box, "expires_at": now + hours * 3600, "tls_staged": tls is not None},
+    )
+    return token
+
+
+def revoke_box(
+    registry: Registry, storage: Storage, issuer_key: SigningKey, box: str, reason: str
+) -> tuple[bool, int]:
+    row = registry.box(box)
+    revoked, tokens = registry.revoke(box, reason, time.time())
+    if not revoked and not tokens:
+        raise EnrolmentError(
+            "unknown-box",
+            404,
+            f"ボックス {box} は登録されていないか、すでに取り消されています。",
+            f"box {box} is not enrolled or already revoked",
+        )
+    town = row.town if row else next(t.town for t in registry.tokens() if t.box == box)
+    record(
+        storage,
+        audit_writer(issuer_key, "admin"),
+        town,
+        AuditKind.BOX_REVOKED,
+        {"box": box, "reason": reason, "tokens_revoked": tokens},
+    )
+    return revoked, tokens
+
+
+# ---------------------------------------------------------------------------- the service
+
+
+def _refuse(code: str, status: int, message: str, english: str) -> EnrolmentError:
+    return EnrolmentError(code, status, message, english)
+
+
+class HubEnrolment:
+    """The hub process's enrolment endpoints and sync admission (cloud/app.py holds one)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        passphrase: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.data_dir = data_dir
+        self.clock = clock
+        self.registry = Registry(_hub_db(data_dir))
+        self.issuer: EnrolmentIssuer | None = None
+        self.unavailable: EnrolmentError | None = None
+        self._nonces: dict[str, float] = {}
+        self._nonce_lock = threading.Lock()
+        self.reload(passphrase)
+
+    def reload(self, passphrase: str | None = None) -> None:
+        """Unseal the issuer key (when configured) with the operator's passphrase."""
+        self.issuer, self.unavailable = None, None
+        certificate = self.registry.issuer_certificate()
+        if certificate is None or not (self.data_dir / ISSUER_FILE).exists():
+            self.unavailable = _refuse(
+                "not-configured",
+                503,
+                "このハブでは登録を受け付けていません（登録用の鍵が未設定）。",
+                "this hub does not enrol boxes (no certified enrolment key)",
+            )
+            return
+        passphrase = passphrase or passphrase_from_environment()
+        if passphrase is None:
+            self.unavailable = _refuse(
+                "sealed",
+                503,
+                "登録用の鍵が開かれていません（運用者のパスフレーズが必要です）。",
+                "the enrolment key is sealed: the operator's passphrase was not given",
+            )
+            log.warning("enrolment key sealed: no passphrase given; enrolment is off")
+            return
+        try:
+            self.issuer = EnrolmentIssuer(load_issuer_key(self.data_dir, passphrase), certificate)
+        except (EnrolmentError, CryptoError) as exc:
+            self.unavailable = _refuse(
+                "sealed", 503, "登録用の鍵を開けません。", f"cannot open the enrolment key: {exc}"
+            )
+            log.error("enrolment key not opened: %s", exc)
+
+    def close(self) -> None:
+        self.registry.close()
+
+    # ------------------------------------------------------------------ sync admission
+
+    def admission(self, fallback: Callable[[str], bool]) -> Callable[[str], bool]:
+        """The hub's sync authorisation: with a federation root pinned, only enrolled
+        certificates (`Registry.admit`); without one (a development hub with no
+        federation), `fallback` — the stored peer ids of earlier releases."""
+
+        def authorize(peer_id: str) -> bool:
+            if self.registry.setting("root") is None:
+                return fallback(peer_id)
+            return self.registry.admit(peer_id, self.clock())
+
+        return authorize
+
+    # ------------------------------------------------------------------ endpoints
+
+    def new_nonce(self) -> str:
+        now = time.monotonic()
+        nonce = secrets.token_hex(32)
+        with self._nonce_lock:
+            for old in [n for n, t in self._nonces.items() if t < now]:
+                del self._nonces[old]
+            if len(self._nonces) > 4096:
+                self._nonces.pop(next(iter(self._nonces)))
+            self._nonces[nonce] = now + NONCE_TTL_S
+        return nonce
+
+    def _consume_nonce(self, nonce: str) -> bool:
+        with self._nonce_lock:
+            expires = self._nonces.pop(nonce, None)
+        return expires is not None and expires >= time.monotonic()
+
+    def directory(self, storage: Storage) -> dict[str, Any]:
+        """The federation directory a box receives: the hub's writer key (pinned by the
+        box), every town's public keys and name, the root and the issuer certificate."""
+        from cloud.store import TownStore, known_towns
+
+        writer = storage.load(("federation", "hub-writer"))
+        towns, names = {}, {}
+        for code in known_towns(storage):
+            public = storage.load((code, "public"))
+            if public is not None:
+                towns[code] = json.loads(public)
+                names[code] = (TownStore(storage, code).town_settings() or {}).get("name", code)
+        root, issuer = self.registry.setting("root"), self.registry.issuer_certificate()
+        return {
+            "hub_writer": writer.decode() if writer else None,
+            "towns": towns,
+            "names": names,
+            "federation_root": root,
+            "issuer": issuer.to_json() if issuer else None,
+        }
+
+    def enrol(self, request: dict[str, Any], storage: Storage) -> dict[str, Any]:
+        """Check an enrolment request and enrol the box (see the module docstring)."""
+        if self.issuer is None:
+            assert self.unavailable is not None
+            raise self.unavailable
+        try:
+            protocol = int(request["protocol"])
+            nonce, token = str(request["nonce"]), str(request["token"])
+            box_key = VerifyKey(bytes.fromhex(str(request["box_key"])))
+            sealing = PublicKey(bytes.fromhex(str(request["x25519"])))
+            sync_peer = str(request["sync_peer"])
+            signature = bytes.fromhex(str(request["signature"]))
+            sync_signature = bytes.fromhex(str(request["sync_signature"]))
+            binding = bytes.fromhex(str(request["binding"]))
+        except (KeyError, TypeError, ValueError, nacl.exceptions.CryptoError) as exc:
+            raise _refuse(
+                "request",
+                400,
+                "登録要求の形式が正しくありません。",
+                f"malformed enrolment request: {exc}",
+            ) from exc
+        if protocol != PROTOCOL:
+            raise _refuse(
+                "protocol",
+                400,
+                "この版の renkei enroll には対応していません。",
+                f"enrolment protocol {protocol} is not spoken here",
+            )
+        if not self._consume_nonce(nonce):
+            raise _refuse(
+                "nonce",
+                409,
+                "この登録要求は古いか、すでに使われたものです（再送は受け付けません）。"
+                "もう一度 renkei enroll を実行してください。",
+                "stale or replayed enrolment request; run renkei enroll again",
+            )
+        row = self.registry.token(token_hash(token))
+        if row is None:
+            log.warning("enrolment with an unknown token refused")
+            raise _refuse(
+                "token",
+                401,
+                "登録トークンが正しくありません。ハブの運用者に確認してください。",
+                "unknown enrolment token",
+            )
+        now = self.clock()
+        writer = audit_writer(self.issuer.signing_key, "enrol")
+
+        def refused(error: EnrolmentError) -> EnrolmentError:
+            record(
+                storage,
+                writer,
+                row.town,
+                AuditKind.ENROLMENT_REFUSED,
+                {"box": row.box, "reason": error.code, "key_id": key_id(box_key)},
+            )
+            log.warning("enrolment of %s refused: %s", row.box, error.english)
+            return error
+
+        statement = {
+            "protocol": protocol,
+            "purpose": "enrol",
+            "nonce": nonce,
+            "token_sha256": row.token_hash,
+            "box_key": bytes(box_key).hex(),
+            "x25519": bytes(sealing).hex(),
+            "sync_peer": sync_peer,
+        }
+        peer_key = verify_key_of(sync_peer)
+        try:
+            box_key.verify(statement_bytes(statement), signature)
+            if peer_key is None:
+                raise ValueError("sync peer id is not self-certifying")
+            peer_key.verify(statement_bytes(statement), sync_signature)
+            box_key.verify(binding_bytes(sync_peer), binding)
+        except (ValueError, nacl.exceptions.BadSignatureError) as exc:
+            raise refused(
+                _refuse(
+                    "proof",
+                    403,
+                    "ボックスの鍵を確認できませんでした（署名が一致しません）。",
+                    f"the box did not prove possession of its keys: {exc}",
+                )
+            ) from exc
+        if bytes(box_key.to_curve25519_public_key()) != bytes(sealing):
+            raise refused(
+                _refuse(
+                    "proof",
+                    403,
+                    "ボックスの鍵の組が一致しません。",
+                    "the X25519 key is not the box key's",
+                )
+            )
+        if row.revoked_at is not None:
+            raise refused(
+                _refuse(
+                    "revoked",
+                    410,
+                    "この登録トークンは取り消されています。",
+                    "this enrolment token was revoked",
+                )
+            )
+        if row.used_at is not None:
+            existing = self.registry.box(row.box)
+            if (
+                row.used_by == bytes(box_key).hex()
+                and existing
+                and existing.revoked_at is None
+                and existing.box_key == row.used_by
+            ):
+                # the same box asking again (its first answer was lost): same certificate
+                return self._answer(existing, row, storage)
+            raise refused(
+                _refuse(
+                    "used",
+                    410,
+                    "この登録トークンはすでに別のボックスの登録に使われました。",
+                    "this enrolment token was already used by another box key",
+                )
+            )
+        if row.expires_at <= now:
+            raise refused(
+                _refuse(
+                    "expired",
+                    410,
+                    "この登録トークンは有効期限が切れています。"
+                    "ハブの運用者に新しいトークンを依頼してください。",
+                    "this enrolment token has expired",
+                )
+            )
+        moment = datetime.fromtimestamp(now, UTC)
+        certificate = issue_box_certificate(
+            self.issuer,
+            row.box,
+            town=row.town,
+            sealing_key=sealing,
+            verify_key=box_key,
+            issued_at=moment - timedelta(minutes=5),
+            expires_at=moment + timedelta(days=BOX_CERT_DAYS),
+        )
+        replaced = self.registry.box(row.box)
+        box = BoxRow(
+            row.box,
+            row.town,
+            bytes(box_key).hex(),
+            sync_peer,
+            json.dumps(certificate.to_json()),
+            binding.hex(),
+            now,
+            None,
+            None,
+            None,
+        )
+        if not self.registry.consume_and_enrol(row, box, now):
+            raise refused(
+                _refuse(
+                    "used",
+                    410,
+                    "この登録トークンはすでに使われました。",
+                    "the token was used meanwhile",
+                )
+            )
+        record(
+            storage,
+            writer,
+            row.town,
+            AuditKind.BOX_ENROLLED,
+            {
+                "box": row.box,
+                "key_id": key_id(box_key),
+                "sync_peer": sync_peer,
+                "certificate_expires": certificate.expires_at.isoformat(),
+                "replaced_key_id": key_id(VerifyKey(bytes.fromhex(replaced.box_key)))
+                if replaced and replaced.box_key != box.box_key
+                else None,
+            },
+        )
+        log.info("box %s of %s enrolled (key %s)", row.box, row.town, key_id(box_key))
+        return self._answer(box, row, storage)
+
+    def _answer(self, box: BoxRow, token: TokenRow, storage: Storage) -> dict[str, Any]:
+        tls = None
+        if token.tls_sealed and self.issuer is not None:
+            private = self.issuer.signing_key.to_curve25519_private_key()
+            tls = json.loads(SealedBox(private).decrypt(bytes.fromhex(token.tls_sealed)))
+        return {
+            "protocol": PROTOCOL,
+            "box": box.box,
+            "town": box.town,
+            "certificate": json.loads(box.certificate),
+            "directory": self.directory(storage),
+            "tls": tls,
+        }
+
+    def routes(self) -> list[Route]:
+        async def challenge(request: Request) -> JSONResponse:
+            if self.issuer is None:
+                assert self.unavailable is not None
+                return JSONResponse(self.unavailable.to_json(), self.unavailable.status)
+            return JSONResponse(
+                {"protocol": PROTOCOL, "nonce": self.new_nonce(), "expires_in": NONCE_TTL_S},
+                headers={"cache-control": "no-store"},
+            )
+
+        async def enrol(request: Request) -> JSONResponse:
+            body = await request.body()
+            try:
+                if len(body) > MAX_REQUEST_BYTES:
+                    raise _refuse("request", 413, "登録要求が大きすぎます。", "request too large")
+                try:
+                    data = json.loads(body)
+                    if not isinstance(data, dict):
+                        raise ValueError("not an object")
+                except ValueError as exc:
+                    raise _refuse(
+                        "request",
+                        400,
+                        "登録要求の形式が正しくありません。",
+                        f"not a JSON object: {exc}",
+                    ) from exc
+                answer = await run_in_threadpool(self.enrol, data, request.app.state.storage)
+            except EnrolmentError as exc:
+                return JSONResponse(exc.to_json(), exc.status)
+            return JSONResponse(answer, headers={"cache-control": "no-store"})
+
+        return [
+            Route("/api/enrol/challenge", challenge, methods=["POST"]),
+            Route("/api/enrol", enrol, methods=["POST"]),
+        ]
+
+
+def verify_issuer_for(registry: Registry, cert: Certificate) -> Certificate:
+    """Check an issuer certificate from the ceremony before installing it: signed by the
+    pinned root, valid now, for the key `init` made."""
+    root = registry.root()
+    pending = registry.setting("issuer_key")
+    if root is None or pending is None:
+        raise EnrolmentError(
+            "not-configured",
+            400,
+            "先に renkei enrolment init を実行してください。",
+            "run renkei enrolment init first",
+        )
+    try:
+        verify_issuer_certificate(cert, root, now=datetime.now(UTC))
+    except CryptoError as exc:
+        raise EnrolmentError(
+            "certificate",
+            400,
+            f"連合ルートの証明書を確認できません: {exc}",
+            f"the issuer certificate does not verify: {exc}",
+        ) from exc
+    if bytes(cert.verify_key).hex() != pending:
+        raise EnrolmentError(
+            "certificate",
+            400,
+            "この証明書はこのハブの登録用の鍵のものではありません。",
+            "the certificate is for another key",
+        )
+    return cert

@@ -1,0 +1,213 @@
+"""Enrolment, in process: the hub's checks on tokens, proofs and replays, the box's
+checks on what it receives, and nothing half-written on either side when one fails."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from enrolment_world import PASSPHRASE, TOWN, World, make_world
+from nacl.signing import VerifyKey
+from servers import serve
+
+from cloud.app import create_app
+from cloud.enrolment import HubEnrolment, Registry, issue_token, revoke_box, token_hash
+from edge.enrolment import EnrolError, enrol
+from shared.audit import AuditEntry, verify_town
+from shared.blobs import open_blob
+from shared.crypto import FederationRoot, KeyRing, verify_box_certificate
+from shared.storage import SqliteStorage
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return make_world(tmp_path)
+
+
+def _token(world: World, box: str = "seiro-1", hours: float = 24.0, tls: bool = True) -> str:
+    enrolment = HubEnrolment(world.hub, passphrase=PASSPHRASE)
+    storage = SqliteStorage(world.hub / "hub.db")
+    try:
+        assert enrolment.issuer is not None
+        staged = None
+        if tls:
+            staged = {
+                n: (world.tls / f).read_text()
+                for n, f in (
+                    ("cert", "server.crt"),
+                    ("key", "server.key"),
+                    ("ca", "federation-ca.crt"),
+                )
+            }
+        return issue_token(
+            enrolment.registry,
+            storage,
+            enrolment.issuer.signing_key,
+            box=box,
+            town=TOWN,
+            hours=hours,
+            tls=staged,
+        )
+    finally:
+        storage.close()
+        enrolment.close()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    if not folder.exists():
+        return {}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix not in (".db", ".db-wal", ".db-shm")
+        and not p.name.endswith(("-wal", "-shm"))
+    }
+
+
+def test_a_box_enrols_once_and_every_misuse_is_refused_clearly(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RENKEI_HUB_PASSPHRASE", PASSPHRASE)
+    token = _token(world)
+    root = world.root.verify_key
+    box, tls = tmp_path / "box", tmp_path / "box-tls"
+    with serve(create_app(world.hub)) as url:
+        result = enrol(url, token, box, root=root, tls_dir=tls, ca_file=world.ca)
+        assert (result.box, result.town) == ("seiro-1", TOWN)
+        cert = verify_box_certificate(result.certificate, root, now=datetime.now(UTC))
+        assert cert.chain and json.loads((box / "box.cert.json").read_text()) == cert.to_json()
+        assert (tls / "server.key").stat().st_mode & 0o777 == 0o600
+        settings = json.loads((box / "federation.json").read_text())
+        assert settings["box"] == "seiro-1" and settings["tls_dir"] == str(tls)
+        assert (
+            json.loads((box / "discovery.json").read_text())["federation_root"] == bytes(root).hex()
+        )
+
+        # the same box asking again (its answer lost) gets the same certificate back
+        again = enrol(url, token, box, root=root, tls_dir=tls, ca_file=world.ca)
+        assert again.certificate == result.certificate
+
+        # another box with the used token: refused, and nothing written there
+        other = tmp_path / "other"
+        with pytest.raises(EnrolError, match="すでに別のボックス") as used:
+            enrol(url, token, other, root=root, tls_dir=tmp_path / "other-tls")
+        assert "already used" in used.value.english
+        assert set(_files(other)) <= {"box.key"}  # its own key only, nothing enrolled
+        assert not (tmp_path / "other-tls").exists()
+
+        # a forged token
+        with pytest.raises(EnrolError, match="正しくありません"):
+            enrol(url, "rk1-" + "A" * 32, other, root=root)
+
+        # an expired token (issued for a moment, then past)
+        short = _token(world, box="seiro-2", hours=1e-9, tls=False)
+        with pytest.raises(EnrolError, match="有効期限"):
+            enrol(url, short, other, root=root)
+
+        # a hub whose certificate does not chain to THIS box's pinned root
+        fresh = _token(world, box="seiro-3", tls=False)
+        before = _files(other)
+        with pytest.raises(EnrolError, match="連合ルート"):
+            enrol(url, fresh, other, root=FederationRoot.generate().verify_key)
+        assert _files(other) == before  # checked before anything was written
+        # (the hub consumed that token: the box must ask for a new one, said clearly)
+
+        # a revoked token
+        revoked = _token(world, box="seiro-4", tls=False)
+        registry = Registry(world.hub / "hub.db")
+        storage = SqliteStorage(world.hub / "hub.db")
+        enrolment = HubEnrolment(world.hub, passphrase=PASSPHRASE)
+        assert enrolment.issuer is not None
+        revoke_box(registry, storage, enrolment.issuer.signing_key, "seiro-4", "test")
+        with pytest.raises(EnrolError, match="取り消されています"):
+            enrol(url, revoked, other, root=root)
+        storage.close()
+        registry.close()
+        enrolment.close()
+
+    # only hashes of tokens are stored
+    raw = (world.hub / "hub.db").read_bytes()
+    assert token.encode() not in raw and token_hash(token).encode() in raw
+
+    # every enrolment and refusal is in the town's audit chain, which verifies
+    storage = SqliteStorage(world.hub / "hub.db")
+    writers = {
+        k[-1]: VerifyKey(bytes.fromhex(v.decode()))
+        for k, v in storage.load_range((TOWN, "audit-writer"))
+    }
+    ring = KeyRing(TOWN, [world.town])
+    report = verify_town(storage, ring, writers, {})
+    assert report.ok, report.summary()
+    kinds = sorted(
+        AuditEntry.from_plaintext(open_blob(blob, ring, writers.get)[1]).kind
+        for _, blob in storage.load_range((TOWN, "audit"))
+    )
+    storage.close()
+    # 4 tokens; seiro-1 and seiro-3 enrolled (the hub cannot know seiro-3's box then
+    # refused its answer); refused: used, expired, revoked (a forged token names no town)
+    assert kinds == sorted(
+        ["enrolment_token"] * 4 + ["box_enrolled"] * 2 + ["enrolment_refused"] * 3 + ["box_revoked"]
+    ), kinds
+
+
+def test_replayed_and_forged_proofs_are_refused(world: World, tmp_path: Path) -> None:
+    """The hub's checks without the box's client: a recorded request sent again, a
+    request signed by another key than it names."""
+    import hashlib
+
+    from nacl.signing import SigningKey
+
+    from cloud.enrolment import EnrolmentError, binding_bytes, statement_bytes
+    from shared.sync.identity import Identity
+
+    enrolment = HubEnrolment(world.hub, passphrase=PASSPHRASE)
+    storage = SqliteStorage(world.hub / "hub.db")
+    token = _token(world, tls=False)
+    key, thief, sync = SigningKey.generate(), SigningKey.generate(), Identity.generate()
+
+    def request(signer: SigningKey) -> dict[str, object]:
+        nonce = enrolment.new_nonce()
+        statement = {
+            "protocol": 1,
+            "purpose": "enrol",
+            "nonce": nonce,
+            "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
+            "box_key": bytes(key.verify_key).hex(),
+            "x25519": bytes(key.verify_key.to_curve25519_public_key()).hex(),
+            "sync_peer": sync.writer_id,
+        }
+        signed = statement_bytes(statement)
+        return {
+            **{k: statement[k] for k in ("protocol", "nonce", "box_key", "x25519", "sync_peer")},
+            "token": token,
+            "signature": signer.sign(signed).signature.hex(),
+            "sync_signature": sync.signing_key.sign(signed).signature.hex(),
+            "binding": key.sign(binding_bytes(sync.writer_id)).signature.hex(),
+        }
+
+    with pytest.raises(EnrolmentError) as wrong_key:
+        enrolment.enrol(request(thief), storage)  # names `key`, signed by another
+    assert (wrong_key.value.status, wrong_key.value.code) == (403, "proof")
+    assert Registry(world.hub / "hub.db").token(token_hash(token)).used_at is None  # type: ignore[union-attr]
+
+    good = request(key)
+    answer = enrolment.enrol(good, storage)
+    assert answer["box"] == "seiro-1"
+    with pytest.raises(EnrolmentError) as replay:
+        enrolment.enrol(good, storage)  # the very same bytes again
+    assert (replay.value.status, replay.value.code) == (409, "nonce")
+    assert "再送" in replay.value.message
+    storage.close()
+    enrolment.close()
+
+
+def test_a_hub_without_a_certified_issuer_says_so(tmp_path: Path) -> None:
+    world = make_world(tmp_path, certify=False)
+    with serve(create_app(world.hub)) as url:
+        response = httpx.post(f"{url}/api/enrol/challenge")
+    assert response.status_code == 503
+    assert "登録を受け付けていません" in response.json()["message"]
