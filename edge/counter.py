@@ -28,7 +28,8 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from edge import counter_config
-from edge.documents import CounterFormError, parse_request
+from edge.documents import BY_KEY, CounterFormError, parse_request
+from edge.intake import FORM_KINDS, IntakeBook, IntakeError
 from shared import crypto
 from shared.export_csv import town_json
 from shared.issuance import (
@@ -37,6 +38,7 @@ from shared.issuance import (
     Desk,
     DocumentKind,
     IssuanceContext,
+    IssuanceError,
     IssuanceOffice,
     Item,
     Operator,
@@ -136,6 +138,8 @@ class Counter:
         self.registers = registers
         self.office = IssuanceOffice(registers, self.town.code, box_id)
         self.lists = ListCopyLog(registers, self.town.code, box_id)
+        self.intake = IntakeBook(registers, self.town.code, box_id)
+        self.writer_key = writer_key
         self.version = hashlib.blake2b(
             b"".join(d.version() for _, d in sorted(self.registry.documents.items())),
             digest_size=16,
@@ -194,6 +198,7 @@ class Counter:
             disaster_mode=modes.disaster_mode,
             disaster_fee_exemption=modes.fee_exemption and fee_exemption,
             copay_exemption=modes.copay_exemption,
+            intake=self.intake.queue,
         )
 
     def printed(self, number: str) -> bytes | None:
@@ -435,12 +440,8 @@ class Counter:
                     self.lists, self.support_needs, self.data, recipient=recipient,
                     purpose=purpose, at=now, clerk_id=clerk.login_id,
                 )  # fmt: skip
-        except Exception as exc:
-            from shared.issuance import IssuanceError
-
-            if isinstance(exc, IssuanceError):
-                raise CounterError(str(exc)) from exc
-            raise
+        except IssuanceError as exc:
+            raise CounterError(str(exc)) from exc
         number = str(self.office.numbers.allocate(day, desk.terminal, desk.printer))
         masked = frozenset(_protected_ids(self.data, day)) if leaves else frozenset()
         serial = int(copy.number.rsplit("-", 1)[1])
@@ -478,6 +479,130 @@ class Counter:
             "handover": "窓口交付",
             "notes": [],
         }
+
+    # ------------------------------------------------------------------ intake
+
+    def take_intake(
+        self, clerk: ClerkSession, form: dict[str, Any], desk: DeskInfo, now: datetime
+    ) -> dict[str, Any]:
+        """Record an application (sealed), add it to the intake queue, print a receipt.
+        Nothing in the registry changes."""
+        from printing.errors import PrintingError
+        from printing.receipt import render_intake_receipt
+
+        kind = FORM_KINDS.get(str(form.get("kind", "")))
+        if kind is None:
+            raise CounterError("受付の種類を選んでください。")
+        subject_id = str(form.get("subject", ""))[:64]
+        person = self.data.residents.get(subject_id)
+        if subject_id and person is None:
+            raise CounterError("対象者が当町の記録に見つかりません。")
+        document = BY_KEY.get(str(form.get("document", "")))
+        try:
+            application = self.intake.take(
+                kind=kind,
+                at=now,
+                document=document.label if document else "",
+                subject_id=subject_id,
+                subject_name=person.name if person else str(form.get("subject_name", ""))[:100],
+                applicant_name=str(form.get("applicant_name", ""))[:100],
+                contact=str(form.get("contact", ""))[:100],
+                send_to=str(form.get("send_to", ""))[:200],
+                details=str(form.get("details", ""))[:300],
+                reason=str(form.get("reason", ""))[:200],
+                clerk_id=clerk.login_id,
+                terminal=desk.terminal,
+            )
+        except IntakeError as exc:
+            raise CounterError(str(exc)) from exc
+        rows = [
+            ("受付の種類", application.kind.value),
+            ("証明書", application.document),
+            ("対象者", application.subject_name),
+            ("申請者", application.applicant_name),
+            ("連絡先", application.contact),
+            ("送付先", application.send_to),
+            ("内容", application.details),
+            ("受付の理由", application.reason),
+        ]
+        steps = (
+            "記録が最新になりしだい、町が内容を確認して処理します。証明書は送付先へ郵送します。"
+            "届出の結果や不明な点は連絡先へご連絡します。"
+        )
+        try:
+            pdf = render_intake_receipt(self.town, application.number, now, rows, steps)
+        except PrintingError as exc:
+            raise CounterError(f"受付は記録しました（{application.number}）が、受付票を"
+                               f"印刷できません: {exc.message}") from exc  # fmt: skip
+        self.intake.keep_receipt(application.number, pdf)
+        return {
+            "ok": True,
+            "number": application.number,
+            "kind": application.kind.value,
+            "subject": subject_id,
+            "pdf": pdf.hex(),
+        }
+
+    def intake_list(self) -> list[dict[str, str]]:
+        return [
+            {**a.to_json(), "received_label": a.received_label} for a in self.intake.applications()
+        ]
+
+    # ------------------------------------------------------------------ exports
+
+    def export(
+        self, clerk: ClerkSession, form: dict[str, Any], desk: DeskInfo, now: datetime
+    ) -> dict[str, Any]:
+        """A file sealed to the town (edge.exports): the intake list, or a district's
+        全住民一覧 as CSV — logged as a numbered list copy that leaves the office (people
+        under 支援措置 masked)."""
+        from edge.exports import SUFFIX, seal_export
+
+        what = str(form.get("what", ""))
+        stamp = now.astimezone(JST).strftime("%Y%m%d-%H%M")
+        if what == "intake":
+            data, name, list_number = self.intake.export_csv(), f"intake-{stamp}", ""
+            rows = len(self.intake.applications())
+        elif what == "list":
+            district = str(form.get("district", ""))[:40]
+            if district not in {d["name"] for d in self.districts()}:
+                raise CounterError(f"大字「{district}」は当町の記録にありません。")
+            try:
+                copy, listed = print_safety_list(
+                    self.lists, self.data, district=district,
+                    recipient=str(form.get("recipient", "")).strip()[:100],
+                    purpose=str(form.get("purpose", "")).strip()[:200],
+                    leaves_office=True, at=now, clerk_id=clerk.login_id,
+                )  # fmt: skip
+            except IssuanceError as exc:
+                raise CounterError(str(exc)) from exc
+            data = _list_csv(copy.number, listed)
+            name, rows, list_number = f"zenjumin-{copy.number}-{stamp}", len(listed), copy.number
+        else:
+            raise CounterError("出力する内容を選んでください。")
+        blob = seal_export(data, what, name, self.keyring.public, self.box_id, self.writer_key)
+        return {"ok": True, "name": name + ".csv" + SUFFIX, "file": blob.hex(), "rows": rows,
+                "list_number": list_number, "what": what}  # fmt: skip
+
+
+def _list_csv(copy_number: str, rows: list[Any]) -> bytes:
+    import csv
+    import io
+
+    from shared.wareki import to_wareki
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["配布番号", copy_number])
+    writer.writerow(["大字", "番地", "世帯番号", "氏名", "フリガナ", "生年月日", "性別",
+                     "安否確認", "備考"])  # fmt: skip
+    for r in rows:
+        writer.writerow(
+            [r.district, r.address, r.household_id, r.name, r.kana,
+             to_wareki(r.birth_date) if r.birth_date else "", r.sex.value if r.sex else "",
+             "", r.reason]
+        )  # fmt: skip
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 def printed_key(town: str, number: str) -> tuple[str, ...]:

@@ -10,6 +10,11 @@ docs/counter.md):
     GET  /printed/{number}.pdf         an issued copy again, as kept (sealed) on the box
     GET  /districts                    大字 of the town: 全住民一覧 (and 要支援者名簿) forms
     POST /list                         a numbered, logged list copy → PDF or result page
+    POST /export                       what=list (a district's 全住民一覧 as CSV) or
+                                       what=intake: a file sealed to the town (.csv.rkx)
+    GET  /intake                       intake (申請受付) form and the applications taken
+    POST /intake                       record an application → the receipt PDF
+    GET  /intake/{受付番号}/receipt.pdf the receipt again, as kept
 
 The front never holds a key or a record beyond the page it renders: every decision,
 number and PDF comes from the town's worker (edge.worker). The front adds what only it
@@ -296,7 +301,125 @@ def counter_routes(
             terminal=config.terminal_for(auth.client_address(request)),
         )
 
+    def intake_reason(town: str, form_reason: str) -> str:
+        """Why the counter takes an application instead of acting: stale data, the hub
+        out of reach, or the rules' intake-only decision. "" = intake is not needed."""
+        now = status(box, town)
+        if now["stale"]:
+            return f"記録が最新でないため（{now['as_of_label']}現在の記録）"
+        if not now["hub"]:
+            return "ハブ（基幹系）に接続できないため"
+        return "交付の判断が受付のみのため" if form_reason == "decision" else ""
+
+    @auth.require()
+    async def intake_page(request: Request) -> Response:
+        principal = auth.current_principal(request)
+        assert principal is not None
+        answer = await ask(request, {"op": "intake_list"})
+        if answer is None:
+            return sealed_again(request)
+        query = request.query_params
+        return page(
+            "intake.html",
+            request,
+            applications=answer.get("applications", []),
+            reason=intake_reason(principal.town_code, query.get("from", "")),
+            prefill={k: query.get(k, "")[:100] for k in
+                     ("document", "subject", "subject_name", "applicant_name", "from")},
+            documents=COUNTER_DOCUMENTS,
+        )  # fmt: skip
+
+    @auth.require()
+    async def intake_submit(request: Request) -> Response:
+        principal = auth.current_principal(request)
+        assert principal is not None
+        form = await request.form()
+        fields = form_from_post([(k, str(v)) for k, v in form.multi_items()])
+        fields["subject"] = (fields.get("subject") or [""])[0]
+        reason = intake_reason(principal.town_code, str(fields.get("from", "")))
+        if not reason:
+            return refusal(
+                request,
+                "記録は最新で、ハブにも接続できています。通常どおり交付・届出の処理をしてください。",
+            )
+        fields["reason"] = reason
+        desk = desk_for(box, request, principal)
+        answer = await ask(request, {"op": "intake", "form": fields, "desk": desk})
+        if answer is None:
+            return sealed_again(request)
+        if not answer.get("ok"):
+            return refusal(request, str(answer.get("error", "")))
+        box.record(
+            principal.town_code,
+            AuditKind.INTAKE,
+            number=answer["number"],
+            intake_kind=answer["kind"],
+            subject=answer["subject"],
+            clerk=principal.login_id,
+            terminal=desk["terminal"],
+            reason=reason,
+        )
+        return Response(
+            bytes.fromhex(answer["pdf"]),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{answer["number"]}.pdf"'},
+        )
+
+    @auth.require()
+    async def intake_receipt(request: Request) -> Response:
+        principal = auth.current_principal(request)
+        assert principal is not None
+        number = request.path_params["number"][:64]
+        answer = await ask(request, {"op": "intake_receipt", "number": number})
+        if answer is None:
+            return sealed_again(request)
+        if not answer.get("ok"):
+            return refusal(request, "この受付番号の受付票はこの機器にありません。", code=404)
+        box.record(principal.town_code, AuditKind.REPRINT, number=number,
+                   clerk=principal.login_id, how="intake receipt")  # fmt: skip
+        return Response(
+            bytes.fromhex(answer["pdf"]),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{number}.pdf"'},
+        )
+
+    @auth.require()
+    async def export(request: Request) -> Response:
+        """A CSV sealed to the town (edge.exports), audited as an export."""
+        principal = auth.current_principal(request)
+        assert principal is not None
+        form = await request.form()
+        fields = form_from_post([(k, str(v)) for k, v in form.multi_items()])
+        desk = desk_for(box, request, principal)
+        answer = await ask(request, {"op": "export", "form": fields, "desk": desk})
+        if answer is None:
+            return sealed_again(request)
+        if not answer.get("ok"):
+            return refusal(request, str(answer.get("error", "")))
+        box.record(
+            principal.town_code,
+            AuditKind.EXPORT,
+            what=answer["what"],
+            file=answer["name"],
+            rows=answer["rows"],
+            list_number=answer.get("list_number", ""),
+            recipient=str(fields.get("recipient", "")),
+            purpose=str(fields.get("purpose", "")),
+            clerk=principal.login_id,
+            terminal=desk["terminal"],
+            sealed_to="town",
+        )
+        return Response(
+            bytes.fromhex(answer["file"]),
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{answer["name"]}"'},
+        )
+
     return [
+        Route("/intake", intake_page, methods=["GET"]),
+        Route("/intake", intake_submit, methods=["POST"]),
+        Route("/intake/{number:str}/receipt.pdf", intake_receipt),
+        Route("/export", export, methods=["POST"]),
         Route("/resident/{resident_id:str}", resident_page),
         Route("/issue", issue_submit, methods=["POST"]),
         Route("/list", list_submit, methods=["POST"]),

@@ -18,6 +18,12 @@ object per line each way:
     {"op": "list", "capability": C, "form": {...}, "desk": {...}}   a list copy, the same
     {"op": "districts", "capability": C}  -> {"ok": true, "districts": [...], "roles"}
     {"op": "printed", "capability": C, "number": N} -> {"ok": true, "pdf": hex}
+    {"op": "intake", "capability": C, "form": {...}, "desk": {...}}
+        -> {"ok": true, "number": 受付番号, "pdf": hex receipt}       (edge.intake)
+    {"op": "intake_list", "capability": C} -> {"ok": true, "applications": [...]}
+    {"op": "intake_receipt", "capability": C, "number": N} -> {"ok": true, "pdf": hex}
+    {"op": "export", "capability": C, "form": {"what": "intake"|"list", …}, "desk": {…}}
+        -> {"ok": true, "name", "file": hex sealed to the town}      (edge.exports)
     {"op": "close", "capability": C}  -> {"ok": true}     (the session ended)
     {"op": "ping"}                    -> {"ok": true, "town": code, "open": bool}
     {"op": "glass_sign", "record": {...}, "capability": C}            (host supervisor)
@@ -153,6 +159,10 @@ class TownWorker:
             counter = self._counter()
             if op == "list":
                 return counter.list_copy(clerk, form, desk, datetime.now(UTC))
+            if op == "intake":
+                return counter.take_intake(clerk, form, desk, datetime.now(UTC))
+            if op == "export":
+                return counter.export(clerk, form, desk, datetime.now(UTC))
             return counter.issue(clerk, form, desk, datetime.now(UTC))
         except (CounterError, IssuanceError, ValueError) as exc:
             return {"ok": False, "error": str(exc), "query_error": True}
@@ -168,7 +178,10 @@ class TownWorker:
         if op == "districts":
             return {"ok": True, "districts": counter.districts(),
                     "roles": sorted(r.value for r in clerk.roles)}  # fmt: skip
-        pdf = counter.printed(str(request.get("number", ""))[:64])
+        if op == "intake_list":
+            return {"ok": True, "applications": counter.intake_list()}
+        number = str(request.get("number", ""))[:64]
+        pdf = counter.intake.receipt(number) if op == "intake_receipt" else counter.printed(number)
         if pdf is None:
             return {"ok": False, "error": "発行番号の控えがこの機器にありません。"}
         return {"ok": True, "pdf": pdf.hex()}
@@ -201,9 +214,9 @@ class TownWorker:
             return self.household(
                 str(request.get("capability", "")), str(request.get("resident_id", ""))
             )
-        if op in ("issue", "list"):
+        if op in ("issue", "list", "intake", "export"):
             return self.issue(str(request.get("capability", "")), op, request)
-        if op in ("districts", "printed"):
+        if op in ("districts", "printed", "intake_list", "intake_receipt"):
             return self.counter_view(str(request.get("capability", "")), op, request)
         if op == "close":
             self.capabilities.pop(str(request.get("capability", "")), None)
