@@ -29,7 +29,9 @@ Installed layout under `root` (the box: /opt/renkei):
 
 `install` builds the new venv beside the running one, switches `current` atomically, runs
 the health check, and switches back if it fails, so a box is never left on a version that
-failed its check. Data migrations are not part of a bundle yet (see docs/appliance.md).
+failed its check. Going back (a failed check, or `rollback`) first returns the data to the
+schema the older version knows (`before_switch_back` / `before_switch`, firmware/schema.py:
+the down steps recorded in the stores, shared/migrations.py).
 
 Errors:
 
@@ -430,6 +432,7 @@ def install(
     *,
     python: str = sys.executable,
     health_timeout: float = 300.0,
+    before_switch_back: Callable[[Path], object] | None = None,
 ) -> str:
     """Verify the bundle, install it into root/versions/<version>, switch `current`, run
     the health check; switch back and raise HealthCheckFailed if it fails. Returns the
@@ -457,6 +460,8 @@ def install(
             raise HealthCheckFailed(
                 f"version {version} failed its health check; no version is current"
             )
+        if before_switch_back is not None:  # undo the new version's schema migrations
+            before_switch_back(root / "versions" / running)
         _switch(root / "current", running)
         if earlier is not None:
             _switch(root / "previous", earlier)
@@ -469,12 +474,16 @@ def install(
         )
 
 
-def rollback(root: Path) -> str:
-    """Swap `current` and `previous`; return the version now current."""
+def rollback(root: Path, before_switch: Callable[[Path], object] | None = None) -> str:
+    """Swap `current` and `previous`; return the version now current. `before_switch`
+    (given the previous version's directory) runs first, e.g. the data's down
+    migrations (firmware/schema.py); if it raises, nothing is switched."""
     with _locked(root):
         current, previous = installed_version(root), _link_version(root / "previous")
         if previous is None or not (root / "versions" / previous).is_dir():
             raise RollbackError(f"no previous version to roll back to in {root}")
+        if before_switch is not None:
+            before_switch(root / "versions" / previous)
         _switch(root / "current", previous)
         if current is not None:
             _switch(root / "previous", current)

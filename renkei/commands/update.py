@@ -28,8 +28,9 @@ def register(subparsers: Any) -> None:
         description="Signed update bundles: wheels plus a manifest signed by the "
         "federation's release key. See docs/appliance.md.",
     )
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True,
-                                    help="build, verify, install or rollback")  # fmt: skip
+    actions = parser.add_subparsers(
+        dest="action", metavar="ACTION", required=True, help="build, verify, install or rollback"
+    )
 
     build = actions.add_parser("build", help="build and sign a bundle (release machine)")
     build.add_argument("wheels", nargs="+", type=Path, help="wheel files to put in the bundle")
@@ -69,6 +70,7 @@ def register(subparsers: Any) -> None:
     install.add_argument(
         "--health-timeout", type=float, default=180.0, help="seconds to wait (default 180)"
     )
+    _data(install)
     install.set_defaults(func=run_install)
 
     rollback = actions.add_parser("rollback", help="switch back to the previous version")
@@ -79,14 +81,27 @@ def register(subparsers: Any) -> None:
     rollback.add_argument(
         "--no-restart", action="store_true", help="only switch the symlink, restart nothing"
     )
+    _data(rollback)
     rollback.set_defaults(func=run_rollback)
+
+
+def _data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        help="data folder whose stores return to the previous version's schema on a "
+        "rollback (repeatable; default /var/lib/renkei/box and /var/lib/renkei/hub)",
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--key", type=Path, default=DEFAULT_KEY,
+        "--key",
+        type=Path,
+        default=DEFAULT_KEY,
         help=f"pinned release verify key (default {DEFAULT_KEY})",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--root", type=Path, default=DEFAULT_ROOT, help=f"install root (default {DEFAULT_ROOT})"
     )
@@ -142,10 +157,18 @@ def run_install(args: argparse.Namespace) -> int:
                 return False
             return updates.wait_healthy(args.health_url, args.health_timeout, args.cafile)
 
+    from firmware.schema import DEFAULT_DATA, downgrade
+
+    data = args.data or list(DEFAULT_DATA)
     try:
         key = updates.load_verify_key(args.key)
         version = updates.install(
-            args.bundle, args.root, key, check, health_timeout=args.health_timeout
+            args.bundle,
+            args.root,
+            key,
+            check,
+            health_timeout=args.health_timeout,
+            before_switch_back=lambda old: downgrade(data, old),
         )
     except updates.UpdateError as exc:
         return _fail(exc)
@@ -154,13 +177,24 @@ def run_install(args: argparse.Namespace) -> int:
 
 
 def run_rollback(args: argparse.Namespace) -> int:
+    """Stop the service, return the data to the schema the previous version knows (the
+    down steps recorded in the stores), switch `current` back, start the service."""
     from firmware import updates
+    from firmware.schema import DEFAULT_DATA, downgrade
+    from shared.migrations import MigrationError
 
+    data = args.data or list(DEFAULT_DATA)
+    if not args.no_restart:
+        subprocess.run(["systemctl", "stop", args.unit], check=False)
     try:
-        version = updates.rollback(args.root)
-    except updates.UpdateError as exc:
+        version = updates.rollback(
+            args.root, before_switch=lambda previous: downgrade(data, previous)
+        )
+    except (updates.UpdateError, MigrationError) as exc:
+        if not args.no_restart:
+            subprocess.run(["systemctl", "start", args.unit], check=False)
         return _fail(exc)
     if not args.no_restart:
-        subprocess.run(["systemctl", "restart", args.unit], check=False)
+        subprocess.run(["systemctl", "start", args.unit], check=False)
     print(f"rolled back: {version} is current")
     return 0
