@@ -15,6 +15,8 @@ out as blobs sealed to their town, clerks' keys wrapped under their passwords.
     GET /api/replica/{town}/blobs/{name}?box_town=C   a sealed blob
     GET /api/replica/{town}/credentials/{login}?box_town=C   a clerk's credential record
     GET /api/replica/{town}/certificates          every clerk certificate (public)
+    POST /api/replica/{town}/credentials/{login}, /revocations   clerk changes made on a
+                                                  box (cloud/clerks_api.py)
 
 A box of another town receives only the credentials of the town's emergency roster.
 
@@ -36,6 +38,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from cloud.alerts import hub_alert_routes
+from cloud.clerks_api import clerk_routes
 from cloud.custody import HUB_WRITER_KEY, credential_is_for_roster, partner_copy_marker
 from cloud.enrolment import HubEnrolment
 from cloud.store import TownStore, known_towns
@@ -190,6 +193,7 @@ def create_app(data_dir: Path) -> Starlette:
             *sync_routes(hub_service),
             *enrolment.routes(),
             *hub_alert_routes(data_dir, enrolment),
+            *clerk_routes(),
         ],
         lifespan=lifespan,
     )

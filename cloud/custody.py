@@ -28,12 +28,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from nacl.signing import SigningKey
 
 from shared import crypto
 from shared.blobs import BlobFields, seal_blob
+from shared.clerk_records import new_credential
 from shared.crdt import RecordDocument
 from shared.model import Clerk
 from shared.registry import TownRegistry
@@ -154,32 +154,12 @@ class Custody:
     ) -> None:
         """Give a clerk new keys wrapped under `password` (first issue or a reset by an
         administrator): needs no one else's password, only the custodian's town keys."""
-        ring = self.ring(clerk.town_code)
-        keys = crypto.ClerkKeys.generate(clerk.town_code, clerk.login_id)
-        wrapped = crypto.wrap_clerk_keys(
-            keys,
+        record = new_credential(
+            self.ring(clerk.town_code),
+            clerk,
             password,
             kdf_limits=kdf_limits or crypto.DEFAULT_KDF_LIMITS,
-            user_inputs=(clerk.login_id, clerk.town_code),
         )
-        certificate = crypto.issue_clerk_certificate(
-            ring.current,
-            keys.public,
-            roles=clerk.roles,
-            on_roster=clerk.on_roster,
-            deputy_rank=clerk.deputy_rank,
-            issued_at=datetime.now(UTC),
-        )
-        record: dict[str, Any] = {
-            "town": clerk.town_code,
-            "login_id": clerk.login_id,
-            "name": clerk.name,
-            "wrapped": wrapped.hex(),
-            "certificate": certificate.to_json(),
-            "town_keys": {
-                str(k.epoch): crypto.seal_town_keys(k, keys.public).hex() for k in ring
-            },
-        }
         storage.save(
             (clerk.town_code, "credential", clerk.login_id),
             json.dumps(record, ensure_ascii=False).encode(),

@@ -16,6 +16,9 @@ logs in with their usual ID and password, and every town is sealed again on rest
     GET/POST /verify       check a certificate's QR payload offline (no login)
     GET  /api/health       {"status": "ok", "town": code, "open": [codes]}
     GET  /api/alerts, /alerts   alerts (edge/alerts.py), no login
+    /supervisor/…          supervisor screens (edge/supervisor.py)
+    /emergency/…           emergency checklists and the end of an emergency (edge/procedure.py)
+    GET  /visiting         the visiting desk (edge/visiting.py)
 
 Time (BRIEF §3): the box keeps a floor from the newest signed time it has seen (a clerk
 certificate's issue time, signed by the town) and refuses logins while its clock is
@@ -47,13 +50,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from edge import auth
+from edge import auth, visiting
 from edge.alerts import box_alert_routes
 from edge.boxkey import box_signing_key
+from edge.clerks import ClerkOutbox
 from edge.counter_routes import counter_routes
 from edge.discovery import LanDiscovery
 from edge.emergency import ExpiryWatch, banner, break_glass_routes, session_allowed, status_label
+from edge.procedure import EmergencyScreens
 from edge.replica import BoxReplica, ReplicaError
+from edge.supervisor import SupervisorScreens
 from edge.sync_agent import AgentConfig, SyncAgent
 from edge.town import ResultRow
 from edge.workers import WorkerGone, WorkerPool
@@ -155,6 +161,7 @@ class Box:
     def pull_once(self) -> None:
         try:
             with httpx.Client(base_url=self.config.hub_url, timeout=30) as client:
+                ClerkOutbox(self.storage).push(client, self.replica.towns())
                 self.replica.pull(client, box_town=self.config.town_code)
             self.hub_reachable = True
         except (httpx.HTTPError, ReplicaError) as exc:
@@ -244,7 +251,7 @@ def create_app(config: BoxConfig) -> Starlette:
             "login.html",
             status_code=status_code,
             towns=box.replica.towns() or [config.town_code],
-            own_town=config.town_code,
+            own_town=request.query_params.get("town") or config.town_code,
             csrf_token=token,
             error=error,
             next=auth.safe_next(request.query_params.get("next")),
@@ -359,6 +366,7 @@ def create_app(config: BoxConfig) -> Starlette:
             results=results,
             error=error,
             searched=bool(query) and not error,
+            partner=principal and visiting.partner_named(box, principal.town_code, query),
         )
 
     @auth.require()
@@ -466,6 +474,9 @@ def create_app(config: BoxConfig) -> Starlette:
             *counter_routes(box, render, _sealed_again),
             Route("/verify", verify_page, methods=["GET", "POST"]),
             Route("/api/health", health),
+            *SupervisorScreens(box, render).routes(),
+            *EmergencyScreens(box, render).routes(),
+            *visiting.routes(box, render),
             *lan.routes,
             *break_glass_routes(box, render),
             *box_alert_routes(box),

@@ -30,10 +30,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from edge import auth, counter_config
+from edge import auth, counter_config, visiting
 from edge.documents import (
     COUNTER_DOCUMENTS,
     ITEM_LABELS,
@@ -132,6 +132,9 @@ def counter_routes(
         principal = auth.current_principal(request)
         assert principal is not None
         resident_id = request.path_params["resident_id"][:64]
+        partner = visiting.partner_named(box, principal.town_code, resident_id)
+        if partner is not None:  # another town's resident: their clerks, at the visiting desk
+            return RedirectResponse(f"/visiting?town={partner}", status_code=303)
         key = request.query_params.get("document", "juminhyo")[:32]
         answer = await ask(request, {"op": "household", "resident_id": resident_id})
         if answer is None:

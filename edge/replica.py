@@ -145,13 +145,19 @@ class BoxReplica:
                 f"/api/replica/{town}/credentials/{login}", params={"box_town": box_town}
             )
             items.append(((town, "credential", login), response.raise_for_status().content))
-        stale = {k for k, _ in self.storage.load_range((town, "credential"))} - {
-            (town, "credential", login) for login in listing["credentials"]
-        }
         certificates = client.get(f"/api/replica/{town}/certificates").raise_for_status()
         items.append(((town, "certificates"), certificates.content))
         items.append(((town, "public"), json.dumps(public).encode()))
         items.append(((town, "as-of"), str(listing["as_of"]).encode()))
+        # A clerk changed on this box and not yet at the hub (edge/clerks.py) keeps what
+        # the box has: the hub's copy is older.
+        changed = {
+            (town, "credential", k[2]) for k, _ in self.storage.load_range((town, "clerk-outbox"))
+        }
+        items = [(key, value) for key, value in items if key not in changed]
+        stale = {k for k, _ in self.storage.load_range((town, "credential"))} - {
+            (town, "credential", login) for login in listing["credentials"]
+        } - changed
         self.storage.save_many(items)
         for key in stale:  # a clerk taken off the roster: their wrapped keys leave the box
             self.storage.remove(key)

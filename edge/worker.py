@@ -29,6 +29,8 @@ object per line each way:
     {"op": "glass_sign", "record": {...}, "capability": C}            (host supervisor)
     {"op": "glass_sign", "record": {...}, "login_id": ..., "password": ...} (roster clerk)
         -> {"ok": true, "signature": {...}} — a break-glass signature, see `edge.glass`
+    the supervisor's operations (clerks, 職務代理, audit, registers, export): see
+    edge/worker_admin.py
 
 A capability is a random token the worker issues at a successful unlock and checks on
 every later request: a bug in the front's session handling can at worst replay a
@@ -54,6 +56,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge import worker_admin
 from edge.boxkey import box_signing_key
 from edge.counter import ClerkSession, Counter, CounterError, DeskInfo
 from edge.glass import sign_as_roster_clerk, sign_as_supervisor
@@ -218,6 +221,8 @@ class TownWorker:
             return self.issue(str(request.get("capability", "")), op, request)
         if op in ("districts", "printed", "intake_list", "intake_receipt"):
             return self.counter_view(str(request.get("capability", "")), op, request)
+        if op in worker_admin.OPERATIONS:  # the supervisor's operations (edge/worker_admin.py)
+            return worker_admin.handle(self, str(op), request)
         if op == "close":
             self.capabilities.pop(str(request.get("capability", "")), None)
             return {"ok": True}

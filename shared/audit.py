@@ -165,6 +165,9 @@ class AuditKind(enum.StrEnum):
     BOX_ENROLLED = "box_enrolled"
     ENROLMENT_REFUSED = "enrolment_refused"
     BOX_REVOKED = "box_revoked"
+    CLERK_CHANGED = "clerk_changed"
+    EMERGENCY_STEP = "emergency_step"
+    EMERGENCY_ENDED = "emergency_ended"
 
 
 KIND_LABELS: dict[str, str] = {
@@ -193,6 +196,9 @@ KIND_LABELS: dict[str, str] = {
     AuditKind.BOX_ENROLLED: "ボックスの登録",
     AuditKind.ENROLMENT_REFUSED: "ボックス登録の拒否",
     AuditKind.BOX_REVOKED: "ボックス登録の取消",
+    AuditKind.CLERK_CHANGED: "職員登録の変更",
+    AuditKind.EMERGENCY_STEP: "緊急時手順の確認",
+    AuditKind.EMERGENCY_ENDED: "緊急時運用の終了",
 }
 
 

@@ -1,0 +1,305 @@
+"""The supervisor's operations inside a town's worker: the ones that need the town's keys
+or the logged-in clerk's own keys, so they run where those keys are (edge/worker.py).
+
+Each request carries the session's capability; the worker checks the role in the clerk's
+town-signed certificate itself, whatever the front decided (defence in depth). None of
+them needs any other clerk's password. Requests and answers (one JSON object each):
+
+    {"op": "clerk_add", "form": {login_id, name, roles: [...], on_roster, password}}
+        -> {"ok": true, "record": credential record}         (supervisor)
+    {"op": "clerk_reset", "form": {login_id, password}}  -> {"ok": true, "record": …}
+    {"op": "clerk_roster", "form": {login_id, on_roster}} -> {"ok": true, "record": …}
+    {"op": "clerk_revoke", "form": {login_id}}  -> {"ok": true, "revocation": statement}
+    {"op": "appoint", "form": {name, title, start, acting_for_mayor}}
+        -> {"ok": true, "record": appointment JSON}           (representative)
+    {"op": "sign_revocation", "form": {target: hex id}}
+        -> {"ok": true, "code": revocation code}              (representative on the deputy list)
+    {"op": "audit"}       -> {"ok": true, "summary", "ok_chains", "chains", "problems", "recent"}
+    {"op": "registers", "form": {day: YYYY-MM-DD}} -> {"ok": true, "entries", "daily"}
+    {"op": "emergency_export", "form": {...manifest extras}}
+        -> {"ok": true, "name", "sealed": hex, "manifest"}  (edge/emergency_export.py)
+
+Errors come back as {"ok": false, "error": Japanese message}.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from edge import emergency_export
+from edge.boxkey import box_signing_key
+from edge.counter import ClerkSession, registers_storage
+from shared import crypto
+from shared.activation import issue_appointment, issue_revocation
+from shared.audit import (
+    AUDIT,
+    KIND_LABELS,
+    AuditEntry,
+    WriterDirectory,
+    jst_text,
+    verify_town,
+)
+from shared.blobs import BlobError, open_blob
+from shared.clerk_records import certificate_of, new_credential, recertify, revocation
+from shared.issuance.registers import IssuanceRegister, daily_report
+from shared.model import Clerk, Role
+from shared.storage import Storage
+
+if TYPE_CHECKING:
+    from edge.worker import TownWorker
+
+LOGIN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
+GRANTABLE = frozenset({Role.CLERK, Role.SUPERVISOR, Role.ADMIN})
+RECENT = 50
+
+MSG_DENIED = "この操作を行う権限がありません。"
+
+
+class AdminError(Exception):
+    """A request the worker refuses (message for the clerk)."""
+
+
+def _load_record(worker: TownWorker, login_id: str) -> dict[str, Any]:
+    import json
+
+    raw = worker.storage.load((worker.town, "credential", login_id))
+    if raw is None:
+        raise AdminError("その職員は登録されていません。")
+    record: dict[str, Any] = json.loads(raw)
+    return record
+
+
+def _login(form: dict[str, Any]) -> str:
+    login_id = str(form.get("login_id", "")).strip()
+    if not LOGIN_ID.match(login_id):
+        raise AdminError("ログインIDは英小文字・数字・「.」「-」「_」で2〜40文字にしてください。")
+    return login_id
+
+
+def _clerk_add(worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]) -> dict[str, Any]:
+    login_id = _login(form)
+    if worker.storage.load((worker.town, "credential", login_id)) is not None:
+        raise AdminError("そのログインIDはすでに使われています。")
+    name = str(form.get("name", "")).strip()[:40]
+    if not name:
+        raise AdminError("氏名を入力してください。")
+    try:
+        roles = tuple(sorted({Role(r) for r in form.get("roles", [])}))
+    except ValueError as exc:
+        raise AdminError("権限の指定が正しくありません。") from exc
+    if not roles or not set(roles) <= GRANTABLE:
+        raise AdminError("権限は「職員」「監督者」「システム管理者」から選んでください。")
+    new = Clerk(worker.town, login_id, name, "", roles, on_roster=bool(form.get("on_roster")))
+    assert worker.keyring is not None
+    record = new_credential(worker.keyring, new, str(form.get("password", "")))
+    return {"ok": True, "record": record}
+
+
+def _clerk_reset(worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]) -> dict[str, Any]:
+    login_id = _login(form)
+    old = _load_record(worker, login_id)
+    cert = certificate_of(old)
+    same = Clerk(
+        worker.town,
+        login_id,
+        str(old.get("name", login_id)),
+        "",
+        cert.roles,
+        on_roster=cert.on_roster,
+        deputy_rank=cert.deputy_rank,
+    )
+    assert worker.keyring is not None
+    return {"ok": True, "record": new_credential(worker.keyring, same, str(form.get("password")))}
+
+
+def _clerk_roster(worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]) -> dict[str, Any]:
+    record = _load_record(worker, _login(form))
+    assert worker.keyring is not None
+    return {
+        "ok": True,
+        "record": recertify(worker.keyring, record, on_roster=bool(form.get("on_roster"))),
+    }
+
+
+def _clerk_revoke(worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]) -> dict[str, Any]:
+    login_id = _login(form)
+    if login_id == clerk.login_id:
+        raise AdminError("自分自身の登録は取り消せません。別の監督者に依頼してください。")
+    _load_record(worker, login_id)
+    assert worker.keyring is not None
+    statement = revocation(worker.keyring, login_id, by=clerk.login_id, at=_now())
+    return {"ok": True, "revocation": statement}
+
+
+def _appoint(worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]) -> dict[str, Any]:
+    name, title = str(form.get("name", "")).strip(), str(form.get("title", "")).strip()
+    if not name or not title:
+        raise AdminError("職務代理者の氏名と職名を入力してください。")
+    try:
+        start = float(form.get("start", ""))
+    except (TypeError, ValueError) as exc:
+        raise AdminError("開始日時を入力してください。") from exc
+    try:
+        record = issue_appointment(
+            clerk.keys,
+            name=name,
+            title=title,
+            start=start,
+            acting_for_mayor=bool(form.get("acting_for_mayor", True)),
+        )
+    except (ValueError, OverflowError) as exc:
+        raise AdminError("氏名・職名が長すぎるか、日時が正しくありません。") from exc
+    return {"ok": True, "record": record.to_json()}
+
+
+def _sign_revocation(
+    worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]
+) -> dict[str, Any]:
+    if clerk.certificate.deputy_rank <= 0:
+        raise AdminError("利用開始の取消は、代表者名簿に載っている代表者だけが署名できます。")
+    try:
+        target = bytes.fromhex(str(form.get("target", "")))
+    except ValueError as exc:
+        raise AdminError("取り消す利用開始の指定が正しくありません。") from exc
+    if len(target) != 8:
+        raise AdminError("取り消す利用開始の指定が正しくありません。")
+    return {"ok": True, "code": issue_revocation(clerk.keys, target=target, at=_now()).to_code()}
+
+
+def _writer_lookup(worker: TownWorker) -> WriterDirectory:
+    certificates = worker.replica.certificates(worker.town)
+    box_ids = {worker.box_id, f"box-{worker.town}"}
+    key = box_signing_key(worker.data_dir).verify_key
+    return WriterDirectory(boxes=dict.fromkeys(box_ids, key), clerks=certificates)
+
+
+def _audit(worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]) -> dict[str, Any]:
+    assert worker.keyring is not None
+    lookup = _writer_lookup(worker)
+    report = verify_town(worker.storage, worker.keyring, lookup, {})
+    recent: list[dict[str, Any]] = []
+    for _key, blob in worker.storage.load_range((worker.town, AUDIT)):
+        try:
+            _, plaintext = open_blob(blob, worker.keyring, lookup)
+            entry = AuditEntry.from_plaintext(plaintext)
+        except (BlobError, ValueError):
+            continue
+        recent.append(
+            {
+                "time": entry.time,
+                "when": jst_text(entry.time),
+                "writer": entry.writer,
+                "kind": KIND_LABELS.get(entry.kind, entry.kind),
+                "details": entry.details,
+            }
+        )
+    recent.sort(key=lambda e: -e["time"])
+    return {
+        "ok": True,
+        "summary": report.summary(),
+        "verified": report.ok,
+        "chains": [
+            {
+                "writer": c.writer,
+                "entries": c.entries,
+                "last": jst_text(c.last_time) if c.last_time else "",
+            }
+            for c in report.chains.values()
+        ],
+        "problems": [p.message() for p in report.problems],
+        "recent": recent[:RECENT],
+    }
+
+
+def sealed_registers(worker: TownWorker) -> Storage:
+    """The town's registers and intake on this box (sealed to the town, box-signed)."""
+    assert worker.keyring is not None
+    return registers_storage(
+        worker.storage, worker.keyring, worker.box_id, box_signing_key(worker.data_dir)
+    )
+
+
+def register(worker: TownWorker) -> IssuanceRegister:
+    return IssuanceRegister(sealed_registers(worker), worker.town)
+
+
+def _registers(worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]) -> dict[str, Any]:
+    try:
+        day = date.fromisoformat(str(form.get("day", "")))
+    except ValueError:
+        day = datetime.now(emergency_export.JST).date()
+    valid = register(worker).valid_entries()
+    entries = [e for e in valid if e.day == day]
+    return {
+        "ok": True,
+        "day": day.isoformat(),
+        "entries": [
+            {
+                "number": e.number,
+                "time": e.issued_at.astimezone(emergency_export.JST).strftime("%H:%M"),
+                "document": e.document.value,
+                "clerk": e.clerk_id,
+                "terminal": e.terminal,
+                "fee": e.fee_payable,
+                "reduction": e.reduction.value,
+                "visiting": e.visiting,
+            }
+            for e in entries
+        ],
+        "daily": [
+            {
+                "town": line.town_code,
+                "box": line.box_id,
+                "terminal": line.terminal,
+                "host": line.host_town_code,
+                "copies": line.copies,
+                "gross": line.gross,
+                "waived": line.waived,
+                "collected": line.collected,
+            }
+            for line in daily_report(valid, day)
+        ],
+    }
+
+
+def _export(worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]) -> dict[str, Any]:
+    assert worker.keyring is not None
+    return {"ok": True, **emergency_export.build(worker, clerk, sealed_registers(worker), form)}
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+Operation = Callable[["TownWorker", ClerkSession, dict[str, Any]], dict[str, Any]]
+
+OPERATIONS: dict[str, tuple[frozenset[Role], Operation]] = {
+    "clerk_add": (frozenset({Role.SUPERVISOR}), _clerk_add),
+    "clerk_reset": (frozenset({Role.SUPERVISOR}), _clerk_reset),
+    "clerk_roster": (frozenset({Role.SUPERVISOR}), _clerk_roster),
+    "clerk_revoke": (frozenset({Role.SUPERVISOR}), _clerk_revoke),
+    "appoint": (frozenset({Role.REPRESENTATIVE}), _appoint),
+    "sign_revocation": (frozenset({Role.REPRESENTATIVE}), _sign_revocation),
+    "audit": (frozenset({Role.SUPERVISOR}), _audit),
+    "registers": (frozenset({Role.SUPERVISOR}), _registers),
+    "emergency_export": (frozenset({Role.SUPERVISOR, Role.REPRESENTATIVE}), _export),
+}
+
+
+def handle(worker: TownWorker, op: str, request: dict[str, Any]) -> dict[str, Any]:
+    clerk = worker.capabilities.get(str(request.get("capability", "")))
+    if clerk is None or worker.keyring is None:
+        return {"ok": False, "error": "denied"}
+    roles, operation = OPERATIONS[op]
+    if roles.isdisjoint(clerk.certificate.roles):
+        return {"ok": False, "error": MSG_DENIED}
+    form = request.get("form")
+    try:
+        return operation(worker, clerk, form if isinstance(form, dict) else {})
+    except AdminError as exc:
+        return {"ok": False, "error": str(exc)}
+    except crypto.WeakPassword as exc:
+        return {"ok": False, "error": str(exc)}
