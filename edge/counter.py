@@ -30,6 +30,7 @@ from nacl.signing import SigningKey
 from edge import counter_config
 from edge.documents import BY_KEY, CounterFormError, parse_request
 from edge.intake import FORM_KINDS, IntakeBook, IntakeError
+from edge.webfont import gaiji_table
 from shared import crypto
 from shared.export_csv import town_json
 from shared.issuance import (
@@ -132,6 +133,8 @@ class Counter:
             registry.objects("nhi_members"),
         )
         self.support_needs: list[SupportNeed] = list(registry.objects("support_needs"))
+        self.gaiji = list(registry.objects("gaiji"))
+        self._fonts_ready = False
         # Registers are sealed to the town and signed by the box's own key, so they still
         # verify after the worker restarts (numbers must never be reused).
         registers = registers_storage(storage, keyring, box_id, writer_key)
@@ -158,7 +161,8 @@ class Counter:
         return {
             "household_id": resident.household_id,
             "members": [
-                {"id": r.id, "name": r.name, "kana": r.kana, "relationship": r.relationship,
+                {"id": r.id, "name": r.name.translate(gaiji_table(self.gaiji)), "kana": r.kana,
+                 "relationship": r.relationship,
                  "removed": r.removal is not None}
                 for r in sorted(members, key=lambda r: (r.relationship != "世帯主", r.birth_date))
             ],
@@ -200,6 +204,14 @@ class Counter:
             copay_exemption=modes.copay_exemption,
             intake=self.intake.queue,
         )
+
+    def _register_gaiji(self) -> None:
+        """Once per worker: legacy 外字 codes print as the town's table says."""
+        if not self._fonts_ready:
+            from printing.fonts import default_registry
+
+            default_registry().register_gaiji(self.gaiji)
+            self._fonts_ready = True
 
     def printed(self, number: str) -> bytes | None:
         return self.registers.load(printed_key(self.town.code, number))
@@ -284,6 +296,7 @@ class Counter:
         from printing.errors import PrintingError
         from printing.layout import Issue, IssueNumber, Signer
 
+        self._register_gaiji()
         signer = Signer(clerk.keys, clerk.certificate, desk.audit_head, self.version)
         issue = Issue(
             town=self.town,
@@ -529,6 +542,7 @@ class Counter:
             "記録が最新になりしだい、町が内容を確認して処理します。証明書は送付先へ郵送します。"
             "届出の結果や不明な点は連絡先へご連絡します。"
         )
+        self._register_gaiji()
         try:
             pdf = render_intake_receipt(self.town, application.number, now, rows, steps)
         except PrintingError as exc:

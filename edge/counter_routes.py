@@ -15,6 +15,7 @@ docs/counter.md):
     GET  /intake                       intake (申請受付) form and the applications taken
     POST /intake                       record an application → the receipt PDF
     GET  /intake/{受付番号}/receipt.pdf the receipt again, as kept
+    GET  /fonts/names-{mj|town|gyosei}.ttf   the session town's name fonts (edge.webfont)
 
 The front never holds a key or a record beyond the page it renders: every decision,
 number and PDF comes from the town's worker (edge.worker). The front adds what only it
@@ -41,6 +42,7 @@ from edge.documents import (
     document_for,
     form_from_post,
 )
+from edge.webfont import FACES
 from edge.workers import WorkerGone
 from shared.audit import AuditKind, AuditLog, box_writer_id
 from shared.issuance import JST, Policy
@@ -418,7 +420,25 @@ def counter_routes(
             headers={"Content-Disposition": f'attachment; filename="{answer["name"]}"'},
         )
 
+    @auth.require()
+    async def webfont(request: Request) -> Response:
+        """外字 on screen: the session town's name fonts, never another town's."""
+        face = request.path_params["face"]
+        if face not in FACES:
+            return Response(status_code=404)
+        answer = await ask(request, {"op": "webfont", "face": face})
+        if answer is None:
+            return sealed_again(request)
+        if not answer.get("ok"):
+            return Response(status_code=404)
+        return Response(
+            bytes.fromhex(answer["font"]),
+            media_type="font/ttf",
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
+
     return [
+        Route("/fonts/names-{face:str}.ttf", webfont),
         Route("/intake", intake_page, methods=["GET"]),
         Route("/intake", intake_submit, methods=["POST"]),
         Route("/intake/{number:str}/receipt.pdf", intake_receipt),

@@ -24,6 +24,7 @@ object per line each way:
     {"op": "intake_receipt", "capability": C, "number": N} -> {"ok": true, "pdf": hex}
     {"op": "export", "capability": C, "form": {"what": "intake"|"list", …}, "desk": {…}}
         -> {"ok": true, "name", "file": hex sealed to the town}      (edge.exports)
+    {"op": "webfont", "capability": C, "face": "mj"|"town"|"gyosei"} -> {"ok", "font": hex}
     {"op": "close", "capability": C}  -> {"ok": true}     (the session ended)
     {"op": "ping"}                    -> {"ok": true, "town": code, "open": bool}
     {"op": "glass_sign", "record": {...}, "capability": C}            (host supervisor)
@@ -62,6 +63,7 @@ from edge.counter import ClerkSession, Counter, CounterError, DeskInfo
 from edge.glass import sign_as_roster_clerk, sign_as_supervisor
 from edge.replica import BoxReplica, UnlockError
 from edge.town import OpenTown
+from edge.webfont import build_faces, gaiji_table
 from shared.crypto import KeyRing
 from shared.issuance import JST, IssuanceError
 from shared.search import QueryError
@@ -83,6 +85,8 @@ class TownWorker:
         self.open: OpenTown | None = None
         self.capabilities: dict[str, ClerkSession] = {}
         self.counter: Counter | None = None
+        self.webfonts: dict[str, bytes] | None = None
+        self._gaiji: dict[int, str] | None = None
         self.keyring: KeyRing | None = None
 
     def unlock(self, login_id: str, password: str) -> dict[str, Any]:
@@ -124,7 +128,30 @@ class TownWorker:
             rows = [dataclasses.asdict(r) for r in self.open.search(query)]
         except QueryError as exc:
             return {"ok": False, **info, "error": str(exc), "query_error": True}
+        for row in rows:  # names as printed: legacy 外字 through the town's table
+            row["name"] = row["name"].translate(self.gaiji())
         return {"ok": True, **info, "rows": rows}
+
+    def gaiji(self) -> dict[int, str]:
+        if self._gaiji is None:
+            assert self.open is not None
+            self._gaiji = gaiji_table(self.open.registry.objects("gaiji"))
+        return self._gaiji
+
+    def webfont(self, capability: str, face: str) -> dict[str, Any]:
+        """The town's name fonts (edge.webfont), built once per worker; for its clerks."""
+        if capability not in self.capabilities or self.open is None:
+            return {"ok": False, "error": "denied"}
+        if self.webfonts is None:
+            from printing.fonts import default_registry
+
+            table = self.gaiji()
+            names = [r.name.translate(table) for r in self.open.registry.objects("residents")]
+            self.webfonts = build_faces(default_registry(), self.town, names)
+        font = self.webfonts.get(face)
+        if font is None:
+            return {"ok": False, "error": "no such font"}
+        return {"ok": True, "font": font.hex()}
 
     def _counter(self) -> Counter:
         """Built at the first counter request, not at login: it materialises every tax,
@@ -217,6 +244,8 @@ class TownWorker:
             return self.household(
                 str(request.get("capability", "")), str(request.get("resident_id", ""))
             )
+        if op == "webfont":
+            return self.webfont(str(request.get("capability", "")), str(request.get("face", "")))
         if op in ("issue", "list", "intake", "export"):
             return self.issue(str(request.get("capability", "")), op, request)
         if op in ("districts", "printed", "intake_list", "intake_receipt"):
