@@ -152,7 +152,10 @@ class SqliteStorage:
             check_key(key)
             rows.append({"key": _SEPARATOR.join(key), "data": bytes(data)})
         with self._lock, self._conn:
-            self._conn.execute("BEGIN")
+            # IMMEDIATE: take the write lock first (waiting out the busy timeout). A deferred
+            # BEGIN whose first statement reads fails at once with "database is locked"
+            # when another process (a town worker, the sync agent) wrote in between.
+            self._conn.execute("BEGIN IMMEDIATE")
             self._db["blobs"].upsert_all(rows, pk="key")  # type: ignore[union-attr]
 
     def close(self) -> None:

@@ -1,0 +1,502 @@
+"""A local federation of real processes for the drill: the hub, one box per town, a fault
+proxy in front of the hub for each box, and one IPP printer per town hall.
+
+    box 15307 ──▶ proxy ──┐
+    box 15405 ──▶ proxy ──┼──▶ hub            (renkei hub, HTTP)
+    box 15581 ──▶ proxy ──┘
+    boxes ◀──▶ boxes                          (box↔box sync on their peer ports)
+
+Everything listens on 127.0.0.1 (the fault proxy refuses anything else). The boxes are
+started exactly as an installation starts them (`renkei box … --tls`), each in its own
+process group so that "the town hall is down" kills the box and its towns' workers at
+once. What `renkei demo` already does is reused from it: the federation CA and server
+certificates (`_issue_tls`), waiting for a process to answer (`_wait_ready`).
+
+Set-up plays the key ceremony and the IT staff: synthetic towns are generated and
+imported with the hub's custody, four clerks per town get passwords (a roster clerk who
+travels, a second roster clerk, a supervisor, a deputy who signs activations), each box
+is enrolled (`box.cert.json`) and its sync identity admitted at the hub and at the other
+boxes. Nothing here changes how a box or the hub behaves.
+
+Edits at the boxes (for the data-loss figure) are written by `EditWriter` into a box's
+own store with the box's sync identity, as a town worker in that box would: the box has
+no HTTP edit screen yet (intake comes with the UI issue), and the sync agent picks the
+edits up from the store like any other local change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from renkei.drill.rows import TOWNS
+
+SMALL_TOWNS = {"15307": 400, "15405": 200, "15581": 200}
+# Where each town's clerks go: case 2 (hub up) and case 3 (hub down) use different hosts,
+# so each case starts from a host that has never opened the stricken town.
+HOSTS = {
+    "15307": ("15405", "15581"),
+    "15405": ("15581", "15307"),
+    "15581": ("15307", "15405"),
+}
+
+
+class FederationError(Exception):
+    """The local federation could not be set up or a process did not come back."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ClerkLogin:
+    town: str
+    login_id: str
+    password: str
+    name: str
+
+
+@dataclass
+class TownClerks:
+    visitor: ClerkLogin  # on the emergency roster: travels to a partner town
+    other: ClerkLogin  # on the roster too, but not named in the activations
+    supervisor: ClerkLogin  # approves visitors' activations on this town's box
+    deputy: ClerkLogin  # signs the town's activations (the representative's phone)
+    deputy_keys: Any = None  # shared.crypto.ClerkKeys
+
+
+@dataclass
+class Subject:
+    """A resident the drill asks documents for: alive, not under a 支援措置, and with a
+    Moji_Joho variation sequence in the name where the town has one."""
+
+    resident_id: str
+    name: str
+    kana: str
+    ivs: bool
+
+
+@dataclass
+class BoxProcess:
+    town: str
+    port: int
+    peer_port: int
+    data: Path
+    tls: Path
+    proxy: Any  # cloud.faultproxy.FaultProxy
+    identity: Any  # shared.sync.identity.Identity
+    process: subprocess.Popen[bytes] | None = None
+    printer: Printer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def box_id(self) -> str:
+        return f"box-{self.town}"
+
+
+@dataclass
+class Printer:
+    """A town hall's printer: ippeveprinter keeping every job's document in its spool."""
+
+    uri: str
+    spool: Path
+    process: subprocess.Popen[bytes]
+
+
+@dataclass
+class LocalFederation:
+    root: Path
+    seed: int = 1
+    short: bool = True
+    say: Any = print
+    env: dict[str, str] = field(default_factory=dict)
+    hub_port: int = 0
+    hub: subprocess.Popen[bytes] | None = None
+    boxes: dict[str, BoxProcess] = field(default_factory=dict)
+    clerks: dict[str, TownClerks] = field(default_factory=dict)
+    subjects: dict[str, Subject] = field(default_factory=dict)
+    exports: dict[str, Any] = field(default_factory=dict)  # town → TownExport
+    custody: Any = None
+    ca_file: Path = Path()
+    federation_root: Any = None  # shared.crypto.FederationRoot
+    printers_error: str = ""
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    # ------------------------------------------------------------------ set-up
+
+    @property
+    def hub_url(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}"
+
+    @property
+    def hub_data(self) -> Path:
+        return self.root / "hub"
+
+    def prepare(self) -> None:
+        """Generate and import the towns, provision clerks, enrol boxes, issue TLS."""
+        from cloud.app import hub_db_path
+        from cloud.custody import Custody
+        from cloud.importer import import_export
+        from cloud.sync_api import enrol_peer
+        from cloud.synthetic import generate
+        from renkei.commands.demo import _issue_tls
+        from shared.crypto import FederationRoot
+        from shared.export_csv import write_export
+        from shared.storage import SqliteStorage
+        from shared.sync.identity import Identity
+
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True)
+        self.say(
+            f"合成データを生成しています（seed={self.seed}、{'短縮' if self.short else '実規模'}）"
+        )
+        exports = generate(self.seed, residents_override=SMALL_TOWNS if self.short else None)
+        self.exports = {e.town.code: e for e in exports}
+        export_dir = self.root / "export"
+        write_export(exports, export_dir)
+        self.hub_data.mkdir()
+        self.custody = Custody.create()
+        storage = SqliteStorage(hub_db_path(self.hub_data))
+        try:
+            report = import_export(export_dir, storage, custody=self.custody)
+            if not report.ok:
+                raise FederationError(report.summary())
+            for code in TOWNS:
+                self.clerks[code] = self._provision(storage, code)
+                self.subjects[code] = self._subject(code)
+            self.hub_port = free_port()
+            for code in TOWNS:
+                self.boxes[code] = self._box(code)
+            for box in self.boxes.values():
+                enrol_peer(storage, box.identity.writer_id)
+        finally:
+            storage.close()
+        self.custody.save(self.hub_data, secrets.token_urlsafe(24))
+        box_urls = {code: box.url for code, box in self.boxes.items()}
+        self.ca_file, folders = _issue_tls(self.root, box_urls)
+        self.federation_root = FederationRoot.generate()
+        for code, box in self.boxes.items():
+            box.tls = folders[code]
+            self._enrol(box, [b for b in self.boxes.values() if b is not box])
+        _ = Identity  # (imported for the type of BoxProcess.identity)
+
+    def _provision(self, storage: Any, code: str) -> TownClerks:
+        from renkei.commands.demo import _demo_password
+        from shared import crypto
+        from shared.model import Role
+
+        rng = secrets.SystemRandom()
+        clerks = self.exports[code].clerks
+        plain = [c for c in clerks if c.on_roster and c.deputy_rank == 0
+                 and Role.SUPERVISOR not in c.roles]  # fmt: skip
+        supervisor = next(c for c in clerks if Role.SUPERVISOR in c.roles and c.deputy_rank == 0)
+        deputy = next(c for c in sorted(clerks, key=lambda c: c.deputy_rank) if c.deputy_rank > 0)
+        limits = crypto.INTERACTIVE if self.short else crypto.DEFAULT_KDF_LIMITS
+        chosen = []
+        for clerk in (plain[0], plain[1], supervisor, deputy):
+            password = _demo_password(rng)
+            self.custody.provision_clerk(storage, clerk, password, kdf_limits=limits)
+            chosen.append(ClerkLogin(code, clerk.login_id, password, clerk.name))
+        record = json.loads(storage.load((code, "credential", deputy.login_id)) or b"{}")
+        keys = crypto.unwrap_clerk_keys(bytes.fromhex(record["wrapped"]), chosen[3].password)
+        visitor, other, supervisor_login, deputy_login = chosen
+        return TownClerks(visitor, other, supervisor_login, deputy_login, deputy_keys=keys)
+
+    def _subject(self, code: str) -> Subject:
+        export = self.exports[code]
+        blocked = {p for b in export.support_blocks for p in b.protected_ids}
+        alive = [r for r in export.residents if r.removal is None and r.id not in blocked]
+        with_ivs = [r for r in alive if any(0xE0100 <= ord(ch) <= 0xE01EF for ch in r.name)]
+        person = (with_ivs or alive)[0]
+        return Subject(person.id, person.name, person.kana, bool(with_ivs))
+
+    def _box(self, code: str) -> BoxProcess:
+        from cloud.faultproxy import FaultProxy
+        from shared.sync.identity import Identity
+
+        proxy = FaultProxy("127.0.0.1", self.hub_port, seed=int(code))
+        return BoxProcess(
+            code, free_port(), free_port(), self.root / "boxes" / code / "data",
+            Path(), proxy, Identity.generate(),
+        )  # fmt: skip
+
+    def _enrol(self, box: BoxProcess, others: list[BoxProcess]) -> None:
+        """The key ceremony's part for one box: its box key certified by the federation
+        root, its sync identity stored, the other boxes admitted as sync peers."""
+        from cloud.sync_api import enrol_peer
+        from edge.boxkey import box_signing_key
+        from edge.identity_api import write_enrolment
+        from shared.crypto import issue_box_certificate
+        from shared.storage import SqliteStorage
+        from shared.sync.replica import IDENTITY_KEY
+
+        box.data.mkdir(parents=True, exist_ok=True)
+        key = box_signing_key(box.data)
+        now = datetime.now(UTC)
+        write_enrolment(box.data, issue_box_certificate(
+            self.federation_root, box.box_id, town=box.town,
+            sealing_key=key.to_curve25519_private_key().public_key, verify_key=key.verify_key,
+            issued_at=now - timedelta(hours=1), expires_at=now + timedelta(days=30),
+        ))  # fmt: skip
+        storage = SqliteStorage(box.data / "replica.db")
+        try:
+            storage.save(IDENTITY_KEY, box.identity.to_bytes())
+            for other in others:
+                enrol_peer(storage, other.identity.writer_id)
+        finally:
+            storage.close()
+        (box.data / "sync.json").write_text(json.dumps({
+            "listen": f"127.0.0.1:{box.peer_port}",
+            "peers": [f"http://127.0.0.1:{o.peer_port}" for o in others],
+            "pull_interval_s": 2, "push_delay_s": 0.2, "watch_interval_s": 0.25,
+            "backoff_initial_s": 0.5, "backoff_max_s": 3,
+        }))  # fmt: skip
+
+    # ------------------------------------------------------------------ processes
+
+    def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "renkei", *args],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env}, start_new_session=True,
+            )  # fmt: skip
+
+    def start(self) -> None:
+        self.start_hub()
+        for box in self.boxes.values():
+            self._stack.enter_context(box.proxy.running())
+        self._start_printers()
+        for code in self.boxes:
+            self.start_box(code, wait=False)
+        for code in self.boxes:
+            self.wait_box(code)
+
+    def start_hub(self) -> None:
+        from renkei.commands.demo import _wait_ready
+
+        self.hub = self._spawn(
+            ["hub", "--data", str(self.hub_data), "--port", str(self.hub_port)],
+            self.root / "logs" / "hub.log",
+        )
+        self._wait(_wait_ready, self.hub_url, self.hub, "hub")
+
+    def start_box(self, code: str, *, wait: bool = True) -> None:
+        box = self.boxes[code]
+        box.process = self._spawn(
+            ["box", "--hub", box.proxy.url, "--town", code, "--port", str(box.port),
+             "--data", str(box.data), "--tls", str(box.tls)],
+            self.root / "logs" / f"box-{code}.log",
+        )  # fmt: skip
+        if wait:
+            self.wait_box(code)
+
+    def wait_box(self, code: str) -> None:
+        from renkei.commands.demo import _wait_ready
+
+        box = self.boxes[code]
+        assert box.process is not None
+        self._wait(_wait_ready, box.url, box.process, f"box {code}")
+
+    def _wait(self, wait: Any, url: str, process: subprocess.Popen[bytes], what: str) -> None:
+        try:
+            wait(url, process, self.ca_file, 180.0)
+        except (RuntimeError, TimeoutError) as exc:
+            message = f"{what} did not start: {exc} (logs: {self.root / 'logs'})"
+            raise FederationError(message) from exc
+
+    def kill_box(self, code: str) -> float:
+        """The town hall goes down: the box and its workers die at once (SIGKILL)."""
+        box = self.boxes[code]
+        at = _kill_group(box.process)
+        box.process = None
+        return at
+
+    def kill_hub(self) -> float:
+        at = _kill_group(self.hub)
+        self.hub = None
+        return at
+
+    def cut(self, code: str, down: bool = True) -> float:
+        """Case 1: the line from the town hall to the cloud centre is cut (the proxy
+        refuses every connection) — or mended."""
+        self.boxes[code].proxy.faults.down = down
+        return time.time()
+
+    def hub_alive(self) -> bool:
+        return self.hub is not None and self.hub.poll() is None
+
+    # ------------------------------------------------------------------ printers
+
+    def _start_printers(self) -> None:
+        if shutil.which("ippeveprinter") is None:
+            self.printers_error = "ippeveprinter がありません（cups-ipp-utils）"
+            return
+        for code, box in self.boxes.items():
+            spool = self.root / "printers" / code
+            spool.mkdir(parents=True)
+            port = free_port()
+            log = self.root / "logs" / f"printer-{code}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    ["ippeveprinter", "-c", "/bin/true", "-d", str(spool), "-k",
+                     "-p", str(port), "-n", "localhost", "-f", "application/pdf",
+                     f"RenkeiDrill{code}{port}"],
+                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    cwd=spool, start_new_session=True,
+                )  # fmt: skip
+            if not _wait_port(port, process):
+                self.printers_error = f"ippeveprinter が起動しません（{log}）"
+                _kill_group(process)
+                continue
+            box.printer = Printer(f"ipp://localhost:{port}/ipp/print", spool, process)
+
+    # ------------------------------------------------------------------ teardown
+
+    def close(self) -> None:
+        processes = [b.process for b in self.boxes.values()] + [self.hub]
+        processes += [b.printer.process for b in self.boxes.values() if b.printer]
+        for process in processes:
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+        self._stack.close()
+
+
+def _kill_group(process: subprocess.Popen[bytes] | None) -> float:
+    at = time.time()
+    if process is not None and process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    if process is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=15)
+    return at
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+# ---------------------------------------------------------------------------- edits
+
+
+@dataclass
+class Edit:
+    seq: int
+    at: float  # wall-clock time the edit was durable in the box's store
+
+
+class EditWriter:
+    """Edits made at a town's own box, one every `interval_s`, while the box is up: each
+    a small sealed CRDT update in the town's drill document, written with the box's sync
+    identity into the box's store (the box's sync agent pushes it within seconds)."""
+
+    def __init__(self, box: BoxProcess, public: Any, interval_s: float = 0.5) -> None:
+        self.box = box
+        self.public = public
+        self.interval_s = interval_s
+        self.edits: list[Edit] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"edits-{self.box.town}",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._thread = None
+
+    def last_before(self, moment: float) -> Edit | None:
+        made = [e for e in self.edits if e.at <= moment]
+        return made[-1] if made else None
+
+    def _run(self) -> None:
+        import loro
+
+        from shared.storage import SqliteStorage
+        from shared.sync.log import BlobLog
+        from shared.sync.replica import seal_documents
+
+        storage = SqliteStorage(self.box.data / "replica.db")
+        try:
+            log = BlobLog(storage)
+            doc = loro.LoroDoc()  # type: ignore[no-untyped-call]
+            doc.peer_id = secrets.randbits(63)
+            counter = 0
+            while not self._stop.wait(self.interval_s):
+                counter += 1
+                before = doc.oplog_vv
+                doc.get_map("drill").insert(f"edit-{counter}", time.time())
+                doc.commit()
+                update = bytes(doc.export(loro.ExportMode.Updates(before)))
+                try:
+                    log.refresh()
+                    received = seal_documents(log, self.box.identity, self.public,
+                                              {"drill-edits": update})  # fmt: skip
+                except Exception:
+                    self.errors += 1
+                    continue
+                ref = received[0].ref if received else None
+                if ref is None:
+                    self.errors += 1
+                    continue
+                self.edits.append(Edit(ref.seq, time.time()))
+        finally:
+            storage.close()
+
+
+def held_edits(box: BoxProcess, town: str, writer_id: str, seqs: list[int]) -> list[int]:
+    """Which of a town's edits (by this writer) a box's store holds, read from its log."""
+    from shared.storage import SqliteStorage
+    from shared.sync.log import BlobLog
+
+    storage = SqliteStorage(box.data / "replica.db")
+    try:
+        log = BlobLog(storage)
+        return [seq for seq in seqs if log.holds(town, writer_id, seq)]
+    finally:
+        storage.close()
