@@ -258,6 +258,13 @@ class LocalFederation:
             sealing_key=key.to_curve25519_private_key().public_key, verify_key=key.verify_key,
             issued_at=now - timedelta(hours=1), expires_at=now + timedelta(days=30),
         ))  # fmt: skip
+        # Discovery stays off (no interface: loopback only); the settings bind the box's
+        # HTTPS certificate into its identity proof and name the federation root.
+        (box.data / "discovery.json").write_text(json.dumps({
+            "tls_cert": str(box.tls / "server.crt"),
+            "federation_root": bytes(self.federation_root.verify_key).hex(),
+            "ca_file": str(self.ca_file),
+        }))  # fmt: skip
         storage = SqliteStorage(box.data / "replica.db")
         try:
             storage.save(IDENTITY_KEY, box.identity.to_bytes())
