@@ -5,6 +5,7 @@ the implemented rows ○, the unbuilt documents 未検証 — and the verdict ru
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -140,8 +141,9 @@ def test_against_refuses_a_box_that_is_not_in_drill_mode(tmp_path: Path) -> None
 
     config = BoxConfig("http://127.0.0.1:9", "15307", tmp_path / "box")
     credentials = tmp_path / "credentials.json"
-    credentials.write_text('{"clerks": [{"town": "15307", "login_id": "x", "password": "y"}],'
-                           ' "subjects": {"15307": {"resident_id": "r", "kana": "ア", "name": "n"}}}')
+    clerk = {"town": "15307", "login_id": "x", "password": "y"}
+    subject = {"resident_id": "r", "kana": "ア", "name": "n"}
+    credentials.write_text(json.dumps({"clerks": [clerk], "subjects": {"15307": subject}}))
     with serve(create_app(config)) as url:
         done = subprocess.run(
             [sys.executable, "-m", "renkei", "drill", "--against", url,
