@@ -18,6 +18,9 @@ out as blobs sealed to their town, clerks' keys wrapped under their passwords.
     POST /api/replica/{town}/credentials/{login}, /revocations   clerk changes made on a
                                                   box (cloud/clerks_api.py)
 
+    GET|POST /api/emergency/{host_town}          online activations (cloud/emergency.py)
+    POST /api/audit/anchors                       boxes' audit chain heads (cloud/anchors.py)
+
 A box of another town receives only the credentials of the town's emergency roster.
 
     POST /api/enrol/challenge, POST /api/enrol    box enrolment (cloud/enrolment.py)
@@ -38,8 +41,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from cloud.alerts import hub_alert_routes
+from cloud.anchors import anchor_routes
 from cloud.clerks_api import clerk_routes
 from cloud.custody import HUB_WRITER_KEY, credential_is_for_roster, partner_copy_marker
+from cloud.emergency import emergency_routes
 from cloud.enrolment import HubEnrolment
 from cloud.store import TownStore, known_towns
 from cloud.sync_api import hub_service, sync_routes
@@ -194,6 +199,8 @@ def create_app(data_dir: Path) -> Starlette:
             *enrolment.routes(),
             *hub_alert_routes(data_dir, enrolment),
             *clerk_routes(),
+            *emergency_routes(),
+            *anchor_routes(),
         ],
         lifespan=lifespan,
     )

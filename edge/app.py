@@ -51,7 +51,9 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from edge import auth, visiting
+from edge.activation_feed import ActivationFeed
 from edge.alerts import box_alert_routes
+from edge.anchoring import AnchorReporter
 from edge.boxkey import box_signing_key
 from edge.clerks import ClerkOutbox
 from edge.counter_routes import counter_routes
@@ -80,6 +82,7 @@ MSG_ACTIVATION_NEEDED = (
     "利用開始（アクティベーション）が必要です。監督者に相談してください。"
 )
 
+MSG_NO_PENDING = "その利用開始はもう受付待ちではありません。一覧を確認してください。"
 MSG_RATIFIED = "緊急起動の追認を受け付けました（承認済）。"
 
 _templates = Environment(loader=PackageLoader("edge", "templates"), autoescape=select_autoescape())
@@ -219,6 +222,11 @@ def create_app(config: BoxConfig) -> Starlette:
     box = Box(config)
     lan = LanDiscovery.for_box(box)
     watch = ExpiryWatch(box)
+    feed = ActivationFeed(box)
+    anchors = AnchorReporter(
+        box.storage, lambda: box.replica.towns() or [config.town_code], config.host_box,
+        box_signing_key(config.data_dir), config.hub_url,
+    )  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -229,9 +237,13 @@ def create_app(config: BoxConfig) -> Starlette:
         await agent.start()
         await lan.start(agent)
         await watch.start()
+        await feed.start()
+        await anchors.start()
         try:
             yield
         finally:
+            await anchors.stop()
+            await feed.stop()
             await watch.stop()
             await lan.stop()
             await agent.stop()
@@ -411,6 +423,7 @@ def create_app(config: BoxConfig) -> Starlette:
             activations=box.activations.activations(),
             jst=jst,
             status_label=status_label,
+            pending=feed.pending(),
             now=box.activations.effective_now(),
             message=message,
             error=error,
@@ -434,10 +447,15 @@ def create_app(config: BoxConfig) -> Starlette:
                     if accepted.id == revocation.target:
                         await box.seal(accepted.stricken_town)
                 return _activation_page(request, message="取消を受け付け、その町村を閉じました。")
-            if form.get("action") == "ratify":
+            if form.get("action") == "accept_online":
+                accepted = feed.take(str(form.get("record", "")), principal.login_id)
+            elif form.get("action") == "ratify":
                 box.activations.ratify(code)
                 return _activation_page(request, message=MSG_RATIFIED)
-            accepted = box.activations.accept(code, host_supervisor=principal.login_id)
+            else:
+                accepted = box.activations.accept(code, host_supervisor=principal.login_id)
+        except LookupError:
+            return _activation_page(request, error=MSG_NO_PENDING, status_code=404)
         except ActivationError as exc:
             return _activation_page(request, error=str(exc), status_code=400)
         town_name = box.replica.town_name(accepted.stricken_town)

@@ -1287,11 +1287,34 @@ class ActivationRegistry:
     ) -> AcceptedActivation:
         """A host supervisor accepts a deputy's activation (typed, scanned or online)."""
         moment = self.effective_now(now)
+        accepted = self.check(code_or_record, host_supervisor=host_supervisor, now=moment)
+        with self._lock:
+            existing = self._accepted.get(accepted.id)
+            if existing is not None:
+                return self._view(existing)
+            self._log(
+                accepted.stricken_town, AuditKind.ACTIVATION_ACCEPTED, accepted.audit_details()
+            )
+            self._store_accepted(accepted)
+            self._observe(accepted.not_before, moment)
+            return self._view(accepted)
+
+    def check(
+        self,
+        code_or_record: str | Mapping[str, Any] | Activation,
+        *,
+        host_supervisor: str = "",
+        now: float | None = None,
+    ) -> AcceptedActivation:
+        """Verify an activation exactly as `accept` does (deputy's signature, this box,
+        not revoked, in its window) without storing it: for one delivered online and
+        waiting for a host supervisor. A refusal is audited and raised."""
+        moment = self.effective_now(now)
         try:
             record = parse_record(code_or_record)
             _expect(record, Activation, "連携起動")
             trust = self._trust_for(record.stricken_town)
-            accepted = accept_activation(
+            return accept_activation(
                 record,
                 host_town=self.host_town,
                 host_box=self.host_box,
@@ -1304,16 +1327,6 @@ class ActivationRegistry:
         except ActivationRefused as refusal:
             self._record_refusal(refusal, host_supervisor)
             raise
-        with self._lock:
-            existing = self._accepted.get(accepted.id)
-            if existing is not None:
-                return self._view(existing)
-            self._log(
-                accepted.stricken_town, AuditKind.ACTIVATION_ACCEPTED, accepted.audit_details()
-            )
-            self._store_accepted(accepted)
-            self._observe(accepted.not_before, moment)
-            return self._view(accepted)
 
     def accept_break_glass(
         self, record: BreakGlass | Mapping[str, Any] | str, *, now: float | None = None

@@ -7,8 +7,12 @@ come from the clerk certificates the hub holds (checked against the town's keys)
 the hub's writer directory (town, "audit-writer", writer), the hub's own writer key
 (writer "hub") and from `--writers`; anchors
 (chain heads seen by peers, the hub or in certificates' QR codes) from the hub's anchor
-store and from `--anchors`. Exit 0: every chain verifies; 1: a problem, the first bad
-entry named; 2: the command could not run (no custody, wrong passphrase, unknown town).
+store (heads boxes sent, cloud/anchors.py) and from `--anchors`. With `--store`, the
+chains checked are those in another store — a box's replica.db, copied or read on site —
+against the hub's keys and anchors: a box whose log was cut short or rolled back to an
+older copy after its heads were anchored fails, the first missing entry named.
+Exit 0: every chain verifies; 1: a problem, the first bad entry named; 2: the command
+could not run (no custody, wrong passphrase, unknown town, no such store).
 """
 
 from __future__ import annotations
@@ -49,6 +53,19 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="JSON file mapping writer ids to Ed25519 verify keys (hex), for writers the "
         "hub's directory does not list",
+    )
+    verify.add_argument(
+        "--store",
+        type=Path,
+        help="verify the chains in this SQLite store (e.g. a box's replica.db) instead of "
+        "the hub's, with the hub's keys and anchors",
+    )
+    verify.add_argument(
+        "--box",
+        action="append",
+        default=[],
+        help="with --store: the box id(s) whose chains the store must hold; their anchored "
+        "heads are checked even when the store no longer has a single entry of them",
     )
     verify.add_argument(
         "--json", action="store_true", help="print the report as JSON instead of Japanese text"
@@ -108,7 +125,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from cloud.app import hub_db_path
     from cloud.custody import Custody, CustodyError
     from renkei.commands.import_ import hub_passphrase
-    from shared.audit import AuditError, verify_town
+    from shared.audit import AuditError, box_writer_id, verify_town
     from shared.storage import SqliteStorage
 
     db = hub_db_path(args.data)
@@ -126,7 +143,11 @@ def run_verify(args: argparse.Namespace) -> int:
             f"町 {args.town} の鍵がハブにありません。町コードを確認してください。", file=sys.stderr
         )
         return 2
+    if args.store is not None and not args.store.exists():
+        print(f"検証する記録の保存ファイルがありません: {args.store}", file=sys.stderr)
+        return 2
     storage = SqliteStorage(db)
+    chains = storage if args.store is None else SqliteStorage(args.store)
     try:
         try:
             writers = _writer_keys(storage, ring, custody.writer.verify_key, args.writers)
@@ -134,8 +155,17 @@ def run_verify(args: argparse.Namespace) -> int:
         except (OSError, ValueError, AuditError) as exc:
             print(f"書き手の鍵または基準点のファイルが読めません: {exc}", file=sys.stderr)
             return 2
-        report = verify_town(storage, ring, writers, anchors)
+        chosen = None
+        if args.store is not None:
+            # Another replica holds only some writers' chains: check those, and the boxes
+            # named, whose anchored heads must be there even if every entry was removed.
+            held = {key[2] for key, _ in chains.load_range((args.town, "audit")) if len(key) > 2}
+            chosen = held | {box_writer_id(b) for b in args.box}
+            anchors = {w: h for w, h in anchors.items() if w in chosen}
+        report = verify_town(chains, ring, writers, anchors, writers=chosen)
     finally:
+        if chains is not storage:
+            chains.close()
         storage.close()
     if args.json:
         print(

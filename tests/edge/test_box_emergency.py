@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +24,11 @@ from servers import free_port
 from test_box_processes import PASSWORD, _log_in, _wait
 
 from cloud.custody import Custody
+from cloud.emergency import feed_key
 from cloud.importer import import_export
 from edge.tls import create_ca, issue_server_cert, write_server_files
 from shared import crypto
-from shared.activation import issue_activation, issue_ratification
+from shared.activation import issue_activation, issue_ratification, issue_revocation, parse_record
 from shared.audit import box_writer_id, verify_town
 from shared.export_csv import read_town
 from shared.model import Role
@@ -225,8 +226,83 @@ def test_break_glass_opens_once_shows_unratified_and_expires_like_an_activation(
         assert set(_states(supervisor)) >= {"期限切れ"}
 
 
+def _poll(check: Callable[[], bool], timeout: float = 45) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return check()
+
+
+def _pending(client: httpx.Client) -> list[str]:
+    return re.findall(r'<tr class="pending" data-id="([0-9a-f]+)"', client.get("/activation").text)
+
+
+def test_online_activation_and_revocation_reach_the_box_without_a_code(site: Site) -> None:
+    now = time.time()
+    activation = issue_activation(
+        site.deputy, host_town="15307", host_box="box-15307", clerks=[site.visitor],
+        not_before=now - 120, expires_at=now + 3600,
+    )  # fmt: skip
+    elsewhere = issue_activation(
+        site.deputy, host_town="15307", host_box="box-elsewhere", clerks=[site.visitor],
+        not_before=now - 120, expires_at=now + 3600,
+    )  # fmt: skip
+    # Forged: the expiry stretched by a month after signing.
+    forged = dict(activation.to_json(), expires_at=activation.expires_at + 30 * 86400)
+    del forged["id"]
+    forged_id = parse_record(forged).id.hex()
+    hub = httpx.Client(base_url=site.hub_url, timeout=30)
+    with hub:
+        assert hub.post("/api/emergency/15307", json=activation.to_json()).status_code == 201
+        assert hub.post("/api/emergency/15307", json=elsewhere.to_json()).status_code == 201
+        refused = hub.post("/api/emergency/15307", json=forged)
+        assert refused.status_code == 400 and refused.json()["reason"] == "bad_signature"
+        # The hub is only a mailbox: slipped into its store, the forgery reaches the box,
+        # which verifies it itself and refuses it.
+        hub_store = SqliteStorage(site.root / "hub" / "hub.db")
+        try:
+            hub_store.save(feed_key("15307", forged_id), json.dumps(forged).encode())
+        finally:
+            hub_store.close()
+        with _client(site) as supervisor, _client(site) as visitor:
+            assert _log_in(supervisor, "15307", site.supervisor, PASSWORD).status_code == 303
+            assert _refused(site, site.visitor)
+            assert _poll(lambda: activation.id.hex() in _pending(supervisor))
+            assert set(_pending(supervisor)) == {activation.id.hex()}  # not the others
+            assert _refused(site, site.visitor)  # pending is not accepted
+            page = supervisor.get("/activation")
+            taken = supervisor.post(
+                "/activation",
+                data={"csrf_token": _token(page), "record": activation.id.hex(),
+                      "action": "accept_online"},
+            )  # fmt: skip
+            assert taken.status_code == 200 and "受け付けました" in taken.text
+            assert _pending(supervisor) == []
+            assert _log_in(visitor, "15405", site.visitor, PASSWORD).status_code == 303
+            assert visitor.get("/api/search", params={"q": "ヤ"}).status_code == 200
+
+            # The revocation travels the same way, as a code this time; the town closes.
+            revocation = issue_revocation(site.deputy, target=activation.id, at=time.time())
+            posted = hub.post("/api/emergency/15307", json={"code": revocation.to_code()})
+            assert posted.status_code == 201
+            assert _poll(
+                lambda: visitor.get("/api/search", params={"q": "ヤ"}).status_code == 401
+            )
+            assert _refused(site, site.visitor)
+            assert _poll(lambda: not _worker_running(site, "15405"))
+            assert "取消済" in _states(supervisor)
+
+            # Replayed: posted again, it changes nothing.
+            assert hub.post("/api/emergency/15307", json=activation.to_json()).status_code == 200
+            time.sleep(8)  # a few rounds of the box's feed
+            assert _pending(supervisor) == []
+            assert _refused(site, site.visitor)
+
+
 def test_every_step_is_in_the_stricken_towns_audit_chain(site: Site) -> None:
-    """Runs after the break-glass test."""
+    """Runs after the break-glass and online tests."""
     box_key = SigningKey((site.root / "box" / "data" / "box.key").read_bytes())
     writers = {box_writer_id("box-15307"): box_key.verify_key}
     storage = SqliteStorage(site.root / "box" / "data" / "replica.db")
@@ -238,6 +314,8 @@ def test_every_step_is_in_the_stricken_towns_audit_chain(site: Site) -> None:
     assert izumozaki.ok and seiro.ok, (izumozaki.summary(), seiro.summary())
     for kind in ("break_glass", "ratification", "activation_accepted", "lock"):
         assert izumozaki.kinds.get(kind, 0) >= 1, (kind, izumozaki.kinds)
-    assert izumozaki.kinds.get("activation_refused", 0) >= 1  # the second break-glass
+    # the second break-glass, and the forged record delivered online
+    assert izumozaki.kinds.get("activation_refused", 0) >= 2
+    assert izumozaki.kinds.get("activation_revoked", 0) >= 1
     assert izumozaki.kinds.get("login_failed", 0) >= 1  # the wrong password
     assert seiro.kinds.get("break_glass", 0) >= 1

@@ -1,0 +1,114 @@
+"""Audit chain heads anchored at the hub (BRIEF §3 Audit; docs/audit.md §3).
+
+A box sends, signed with its own key (`data_dir/box.key`, the key its audit entries are
+signed with), the heads of the audit chains it holds; the hub keeps the newest head per
+(town, writer) in its `AnchorStore`. Once a head is anchored here, a box whose log was
+cut short or rolled back to an older copy can no longer pass `renkei audit verify`.
+
+    POST /api/audit/anchors
+      {"statement": {"v": 1, "box": "box-15307", "at": seconds,
+                     "heads": {"15307": [{"writer", "seq", "hash"}, ...], ...}},
+       "key": <hex Ed25519 verify key>, "signature": <hex>}
+      signature = Ed25519(box key, "renkei audit anchors v1" 0x00 ‖ canonical statement)
+      200 {"stored": n, "conflicts": [...]}   (a conflict: a head contradicting an anchor
+                                              already held — evidence of a rewritten chain)
+      400 malformed · 403 signature, or a key other than the one pinned for this box
+
+The box's key is pinned at the first statement (("federation", "box-key", box id)), as a
+box pins the hub's key until enrolment checks both against the federation root; the hub
+also files it as the audit writer key of `box:<id>` for every town it reports on
+((town, "audit-writer", "box:<id>")), which is where `renkei audit verify` looks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import nacl.exceptions
+from nacl.signing import VerifyKey
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from cloud.store import known_towns
+from shared.audit import AnchorStore, AuditConflict, AuditError, ChainHead, box_writer_id
+from shared.storage import Storage
+
+CONTEXT = b"renkei audit anchors v1\x00"
+MAX_BODY = 256 * 1024
+
+
+class AnchorRefused(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def record_statement(storage: Storage, body: Any, *, now: float | None = None) -> dict[str, Any]:
+    """Check a box's signed heads and anchor them. Raises AnchorRefused."""
+    try:
+        statement = body["statement"]
+        key = VerifyKey(bytes.fromhex(body["key"]))
+        signature = bytes.fromhex(body["signature"])
+        box = str(statement["box"])
+        writer = box_writer_id(box)
+        heads = {
+            str(town): [ChainHead.from_json(h) for h in items]
+            for town, items in dict(statement["heads"]).items()
+        }
+    except (KeyError, TypeError, ValueError, AuditError, nacl.exceptions.CryptoError) as exc:
+        raise AnchorRefused(f"malformed statement: {exc}", 400) from exc
+    try:
+        key.verify(CONTEXT + canonical(statement), signature)
+    except nacl.exceptions.BadSignatureError as exc:
+        raise AnchorRefused("signature does not verify", 403) from exc
+    pinned_key = ("federation", "box-key", box)
+    pinned = storage.load(pinned_key)
+    if pinned is None:
+        storage.save(pinned_key, bytes(key).hex().encode())
+    elif pinned.decode() != bytes(key).hex():
+        raise AnchorRefused(f"box {box!r} signed with another key than the pinned one", 403)
+    towns = set(known_towns(storage))
+    seen_at = time.time() if now is None else now
+    stored, conflicts = 0, []
+    for town, items in sorted(heads.items()):
+        if town not in towns:
+            continue
+        if storage.load((town, "audit-writer", writer)) is None:
+            storage.save((town, "audit-writer", writer), bytes(key).hex().encode())
+        anchors = AnchorStore(storage, town)
+        for head in items:
+            try:
+                stored += anchors.record(head, source=writer, seen_at=seen_at)
+            except AuditConflict as exc:
+                conflicts.append({"town": town, "writer": head.writer, "detail": str(exc)})
+    return {"stored": stored, "conflicts": conflicts}
+
+
+def anchor_routes() -> list[Route]:
+    log = logging.getLogger(__name__)
+
+    async def post(request: Request) -> JSONResponse:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            return JSONResponse({"error": "too large"}, status_code=413)
+        try:
+            body = json.loads(raw)
+            result = record_statement(request.app.state.storage, body)
+        except ValueError:
+            return JSONResponse({"error": "not JSON"}, status_code=400)
+        except AnchorRefused as exc:
+            log.warning("audit anchors refused: %s", exc)
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        for conflict in result["conflicts"]:
+            log.error("audit anchor conflict: %s", conflict)
+        return JSONResponse(result)
+
+    return [Route("/api/audit/anchors", post, methods=["POST"])]

@@ -1,0 +1,183 @@
+"""Audit chain heads anchored at the hub, with real processes: the box sends its signed
+heads, the hub keeps them, and `renkei audit verify` then names a box log rolled back to
+an older copy or cut short after anchoring — while the intact log passes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from nacl.signing import SigningKey
+from servers import free_port
+from test_box_processes import PASSWORD, _log_in, _wait
+
+from cloud.custody import Custody
+from cloud.importer import import_export
+from edge.anchoring import signed_statement
+from edge.tls import create_ca, issue_server_cert, write_server_files
+from shared import crypto
+from shared.audit import AnchorStore, ChainHead, entry_key
+from shared.export_csv import read_town
+from shared.model import Role
+from shared.storage import SqliteStorage
+
+HUB_PASSPHRASE = "hub passphrase for the anchoring test"
+WRITER = "box:box-15307"
+
+
+@dataclass
+class Site:
+    url: str
+    hub_url: str
+    root: Path
+    supervisor: str
+    box: subprocess.Popen[bytes]
+
+    @property
+    def box_db(self) -> Path:
+        return self.root / "box" / "data" / "replica.db"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> Iterator[Site]:
+    root = tmp_path_factory.mktemp("anchoring")
+    storage = SqliteStorage(root / "hub" / "hub.db")
+    custody = Custody.create()
+    assert import_export(small_export_dir, storage, custody=custody).ok
+    supervisor = next(
+        c for c in read_town(small_export_dir / "15307").clerks if Role.SUPERVISOR in c.roles
+    )
+    custody.provision_clerk(storage, supervisor, PASSWORD, kdf_limits=crypto.INTERACTIVE)
+    storage.close()
+    custody.save(root / "hub", HUB_PASSPHRASE)
+    ca_cert, ca_key = create_ca()
+    (root / "ca.crt").write_bytes(ca_cert)
+    write_server_files(root / "tls", *issue_server_cert(ca_cert, ca_key, [], ["127.0.0.1"]))
+    hub_port, box_port = free_port(), free_port()
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "renkei", "hub", "--data", str(root / "hub"),
+         "--port", str(hub_port)]
+    )  # fmt: skip
+    box = subprocess.Popen(
+        [sys.executable, "-m", "renkei", "box", "--hub", f"http://127.0.0.1:{hub_port}",
+         "--town", "15307", "--port", str(box_port), "--data", str(root / "box" / "data"),
+         "--tls", str(root / "tls")]
+    )  # fmt: skip
+    try:
+        _wait(f"http://127.0.0.1:{hub_port}", hub, root / "ca.crt")
+        _wait(f"https://127.0.0.1:{box_port}", box, root / "ca.crt")
+        yield Site(
+            f"https://127.0.0.1:{box_port}", f"http://127.0.0.1:{hub_port}", root,
+            supervisor.login_id, box,
+        )  # fmt: skip
+    finally:
+        for process in (box, hub):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=15)
+
+
+def _activity(site: Site, logins: int) -> None:
+    context = ssl.create_default_context(cafile=site.root / "ca.crt")
+    with httpx.Client(base_url=site.url, verify=context, timeout=60) as client:
+        for _ in range(logins):
+            assert _log_in(client, "15307", site.supervisor, PASSWORD).status_code == 303
+
+
+def _box_head(site: Site) -> ChainHead:
+    storage = SqliteStorage(site.box_db)
+    try:
+        raw = storage.load(("15307", "audit-head", WRITER))
+    finally:
+        storage.close()
+    assert raw is not None
+    return ChainHead.from_json(json.loads(raw))
+
+
+def _hub_anchor(site: Site) -> ChainHead | None:
+    storage = SqliteStorage(site.root / "hub" / "hub.db")
+    try:
+        return AnchorStore(storage, "15307").get(WRITER)
+    finally:
+        storage.close()
+
+
+def _wait_anchored(site: Site) -> ChainHead:
+    head = _box_head(site)
+    deadline = time.monotonic() + 60
+    while _hub_anchor(site) != head and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _hub_anchor(site) == head
+    return head
+
+
+def _verify(site: Site, store: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "renkei", "audit", "verify", "--data", str(site.root / "hub"),
+         "--town", "15307", "--store", str(store), "--box", "box-15307"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "RENKEI_HUB_PASSPHRASE": HUB_PASSPHRASE},
+    )  # fmt: skip
+
+
+def _copy(source: Path, target: Path) -> None:
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+
+
+def test_a_rolled_back_or_cut_box_log_is_named_after_anchoring(site: Site) -> None:
+    _activity(site, 2)
+    early = _wait_anchored(site)
+    _copy(site.box_db, site.root / "old-copy.db")  # what someone could restore later
+    _activity(site, 2)
+    late = _wait_anchored(site)
+    assert late.seq > early.seq
+
+    intact = _verify(site, site.box_db)
+    assert intact.returncode == 0, intact.stderr
+
+    rolled_back = _verify(site, site.root / "old-copy.db")
+    assert rolled_back.returncode == 1
+    assert f"書き手 {WRITER} の第{early.seq + 1}件: 末尾の切り取り" in rolled_back.stderr
+
+    # Stop the box, then cut its two newest entries and rewrite the head to match, as
+    # someone with the disk would.
+    site.box.terminate()
+    site.box.wait(timeout=30)
+    head = _box_head(site)
+    storage = SqliteStorage(site.box_db)
+    try:
+        storage.remove(entry_key("15307", WRITER, head.seq))
+        storage.remove(entry_key("15307", WRITER, head.seq - 1))
+        before = ChainHead(WRITER, head.seq - 2, bytes(32))
+        storage.save(("15307", "audit-head", WRITER), json.dumps(before.to_json()).encode())
+    finally:
+        storage.close()
+    cut = _verify(site, site.box_db)
+    assert cut.returncode == 1
+    assert f"書き手 {WRITER} の第{head.seq - 1}件: 末尾の切り取り" in cut.stderr
+
+
+def test_the_hub_refuses_heads_signed_by_another_key_for_the_box(site: Site) -> None:
+    """Runs after the box's key was pinned by its first statement."""
+    intruder = SigningKey.generate()
+    forged = signed_statement(
+        "box-15307", intruder, {"15307": [ChainHead(WRITER, 999, bytes(32)).to_json()]}, 0.0
+    )
+    response = httpx.post(f"{site.hub_url}/api/audit/anchors", json=forged, timeout=30)
+    assert response.status_code == 403
+    altered = dict(forged, key=forged["key"])
+    altered["statement"] = dict(forged["statement"], box="box-other")
+    assert httpx.post(f"{site.hub_url}/api/audit/anchors", json=altered).status_code == 403
+    anchor = _hub_anchor(site)
+    assert anchor is not None and anchor.seq != 999
