@@ -19,7 +19,10 @@
 # (--no-index). Same inputs, same package versions and same Python environment.
 #
 # Environment: DEBIAN_MIRROR, RELEASE_KEY (a release verify key file to pin at
-# /etc/renkei/release-key.pub), DEBOOTSTRAP_CACHE (a directory for downloaded .debs).
+# /etc/renkei/release-key.pub), FEDERATION_ROOT (the federation root's verify key, 64 hex
+# digits in a file, pinned at /etc/renkei/federation-root.pub: `renkei enroll` checks the
+# box certificate against it), FEDERATION_CA (the federation TLS CA certificate, pinned at
+# /etc/renkei/federation-ca.crt), DEBOOTSTRAP_CACHE (a directory for downloaded .debs).
 set -euo pipefail
 
 PROFILE=full
@@ -87,6 +90,14 @@ if [[ -n "${RELEASE_KEY:-}" ]]; then
 else
   log "WARNING: no RELEASE_KEY given: this root will refuse every update bundle"
 fi
+if [[ -n "${FEDERATION_ROOT:-}" ]]; then
+  install -m 0644 "$FEDERATION_ROOT" "$ROOT/etc/renkei/federation-root.pub"
+else
+  log "WARNING: no FEDERATION_ROOT given: first boot cannot enrol this box"
+fi
+if [[ -n "${FEDERATION_CA:-}" ]]; then
+  install -m 0644 "$FEDERATION_CA" "$ROOT/etc/renkei/federation-ca.crt"
+fi
 
 # ------------------------------------------------------------------------ renkei itself
 # The same layout `renkei update install` maintains: versions/<v> + current symlink.
@@ -106,7 +117,8 @@ for unit in "$UNITS"/*.service "$UNITS"/*.timer; do
   [[ -e "$unit" ]] && install -m 0644 "$unit" "$ROOT/etc/systemd/system/"
 done
 install -D -m 0755 "$HERE/firstboot.sh" "$ROOT/usr/lib/renkei/firstboot"
-systemctl --root="$ROOT" enable renkei-edge.service renkei-firstboot.service
+systemctl --root="$ROOT" enable renkei-edge.service renkei-firstboot.service \
+  renkei-alerts.timer
 
 if [[ "$PROFILE" == full ]]; then
   # data partition: LUKS2 unlocked by the TPM2 (enrolled at first boot), mounted for renkei

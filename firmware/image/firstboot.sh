@@ -13,13 +13,17 @@
 #        RENKEI_TOKEN=…                              one-time enrolment token (required)
 #        RENKEI_NTP=hub.renkei.lan                   NTP source (default: the hub's host)
 #        RENKEI_UPS=ups@192.168.10.5 renkei-monitor PASSWORD   NUT MONITOR (optional)
-#      Files beside it on the stick (box certificate, server.crt/server.key issued in the
-#      ceremony, docs/tls.md) are handed to `renkei enroll --from DIR`.
-#   3. `renkei enroll --hub URL --token T --data /var/lib/renkei [--from DIR]` as the renkei
-#      user. Contract (the command is owned by the enrolment work; docs/appliance.md):
-#      exit 0 and print one JSON object {"town": "15307", "box_id": "…"} on stdout after
-#      writing identity/ and tls/ under --data; exit non-zero with a Japanese message on
-#      stderr if the token is refused or expired or the hub cannot be reached.
+#      Files beside it on the stick (server.crt/server.key/federation-ca.crt issued in the
+#      ceremony, docs/tls.md) are handed to `renkei enroll --from DIR`; the hub may also
+#      hand over TLS material staged with the token.
+#   3. `renkei enroll --hub URL --token-file - --data /var/lib/renkei/box
+#      --tls /var/lib/renkei/tls [--from DIR]` as the renkei user, the token on stdin (not
+#      on a command line `ps` shows). It checks the certificate against the federation root
+#      pinned in the image (/etc/renkei/federation-root.pub) and the hub's TLS against
+#      /etc/renkei/federation-ca.crt; exit 0 and one JSON object {"town", "box_id", …} on
+#      stdout after writing box.cert.json, federation.json and tls/; exit 1 with a Japanese
+#      and English reason on stderr (token expired, used, revoked or unknown; hub
+#      unreachable; a certificate that does not chain to the root), nothing written.
 #   4. Write /etc/renkei/box.env (RENKEI_HUB, RENKEI_TOWN), the NTP and UPS settings, touch
 #      identity/enrolled. renkei-edge.service starts after this.
 #
@@ -135,9 +139,14 @@ FROM_ARGS=()
 if [[ -n "$STICK_MOUNT" ]]; then
   FROM_ARGS=(--from "$ENROLL_DIR")
 fi
+[[ -s /etc/renkei/federation-root.pub ]] \
+  || fail "連合ルートの公開鍵 (/etc/renkei/federation-root.pub) がイメージにありません。"
 say "enrolling with $HUB"
-RESULT=$(runuser -u renkei -- "$RENKEI" enroll --hub "$HUB" --token "$TOKEN" --data "$DATA" \
-  "${FROM_ARGS[@]}") || fail "ハブへの登録に失敗しました (トークンの期限切れ、または閉域網に接続できません)。"
+ERRORS=$(mktemp -p /run renkei-enroll.XXXXXX)
+RESULT=$(printf 'RENKEI_TOKEN=%s\n' "$TOKEN" | runuser -u renkei -- "$RENKEI" enroll \
+  --hub "$HUB" --token-file - --data "$DATA/box" --tls "$DATA/tls" "${FROM_ARGS[@]}" \
+  2>"$ERRORS") || fail "ハブへの登録に失敗しました: $(head -c 600 "$ERRORS")"
+rm -f "$ERRORS"
 TOWN=$(printf '%s' "$RESULT" | /opt/renkei/current/bin/python -c \
   'import json, sys; print(json.load(sys.stdin)["town"])') || fail "renkei enroll の出力が不正です。"
 [[ "$TOWN" =~ ^[0-9]{5}$ ]] || fail "町村コードが不正です: $TOWN"

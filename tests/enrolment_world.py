@@ -43,7 +43,28 @@ def add_blobs(hub: Path, town: TownKeys, count: int, tag: str) -> None:
         storage.close()
 
 
-def make_world(base: Path, *, certify: bool = True) -> World:
+def certify_issuer(hub: Path, root: FederationRoot, days: int) -> None:
+    """The ceremony certifies the hub's enrolment key (again: a renewal)."""
+    registry = Registry(hub / "hub.db")
+    key = bytes.fromhex(registry.setting("issuer_key") or "")
+    now = datetime.now(UTC)
+    from nacl.signing import VerifyKey
+
+    verify_key = VerifyKey(key)
+    cert = issue_issuer_certificate(
+        root,
+        verify_key,
+        verify_key.to_curve25519_public_key(),
+        issued_at=now - timedelta(minutes=1),
+        expires_at=now + timedelta(days=days),
+    )
+    registry.set_setting("issuer", json.dumps(verify_issuer_for(registry, cert).to_json()))
+    registry.close()
+
+
+def make_world(
+    base: Path, *, certify: bool = True, issuer_days: int = 400, tls_days: int = 397
+) -> World:
     hub = base / "hub"
     hub.mkdir(parents=True)
     town = TownKeys.generate(TOWN)
@@ -58,19 +79,12 @@ def make_world(base: Path, *, certify: bool = True) -> World:
     registry.set_setting("root", bytes(root.verify_key).hex())
     key = create_issuer_key(hub, PASSPHRASE)
     registry.set_setting("issuer_key", bytes(key.verify_key).hex())
-    if certify:
-        now = datetime.now(UTC)
-        cert = issue_issuer_certificate(
-            root,
-            key.verify_key,
-            key.verify_key.to_curve25519_public_key(),
-            issued_at=now - timedelta(minutes=1),
-            expires_at=now + timedelta(days=400),
-        )
-        registry.set_setting("issuer", json.dumps(verify_issuer_for(registry, cert).to_json()))
     registry.close()
+    if certify:
+        certify_issuer(hub, root, issuer_days)
     ca_cert, ca_key = create_ca()
     tls = base / "ceremony-tls"
-    write_server_files(tls, *issue_server_cert(ca_cert, ca_key, [], ["127.0.0.1"]))
+    write_server_files(tls, *issue_server_cert(ca_cert, ca_key, [], ["127.0.0.1"], tls_days))
+    (base / "ceremony-ca.key").write_bytes(ca_key)
     (tls / "federation-ca.crt").write_bytes(ca_cert)
     return World(hub, root, town, tls, tls / "federation-ca.crt")
