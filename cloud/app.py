@@ -25,6 +25,7 @@ A box of another town receives only the credentials of the town's emergency rost
 
     POST /api/enrol/challenge, POST /api/enrol    box enrolment (cloud/enrolment.py)
     GET /api/alerts, GET /alerts, GET /api/time   alerts (cloud/alerts.py)
+    /operator/…, POST /api/exports/{town}/{name}  the operator's screens (cloud/screens.py)
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from cloud.clerks_api import clerk_routes
 from cloud.custody import HUB_WRITER_KEY, credential_is_for_roster, partner_copy_marker
 from cloud.emergency import emergency_routes
 from cloud.enrolment import HubEnrolment
+from cloud.screens import HubScreens
 from cloud.store import TownStore, known_towns
 from cloud.sync_api import hub_service, sync_routes
 from printing.verification import verify_for_page
@@ -201,6 +203,7 @@ def create_app(data_dir: Path) -> Starlette:
             *clerk_routes(),
             *emergency_routes(),
             *anchor_routes(),
+            *HubScreens(data_dir, _templates).routes(),
         ],
         lifespan=lifespan,
     )

@@ -59,7 +59,7 @@ from edge.clerks import ClerkOutbox
 from edge.counter_routes import counter_routes
 from edge.discovery import LanDiscovery
 from edge.emergency import ExpiryWatch, banner, break_glass_routes, session_allowed, status_label
-from edge.procedure import EmergencyScreens
+from edge.procedure import EmergencyScreens, push_exports
 from edge.replica import BoxReplica, ReplicaError
 from edge.supervisor import SupervisorScreens
 from edge.sync_agent import AgentConfig, SyncAgent
@@ -165,6 +165,7 @@ class Box:
         try:
             with httpx.Client(base_url=self.config.hub_url, timeout=30) as client:
                 ClerkOutbox(self.storage).push(client, self.replica.towns())
+                push_exports(self.storage, client, self.replica.towns())
                 self.replica.pull(client, box_town=self.config.town_code)
             self.hub_reachable = True
         except (httpx.HTTPError, ReplicaError) as exc:

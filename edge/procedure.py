@@ -13,7 +13,9 @@ Ticks are kept for display under (town, "emergency", "checklist") as
 {case: {step: {"by", "at"}}} (no personal data) and each tick or untick is an
 `emergency_step` audit entry sealed to the town; the end is an `emergency_ended` entry.
 Sealed exports are kept under (town, "export", name) — sealed to the town, so a host
-supervisor may hand the file over without being able to read it.
+supervisor may hand the file over without being able to read it — and are handed to the
+hub at the next pull (`push_exports`, marked under (town, "export-sent", name)), where
+the operator's intake screen lists them (cloud/screens.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -33,6 +36,7 @@ from edge.workers import WorkerGone
 from shared.activation import ActivationError, jst
 from shared.audit import AuditKind
 from shared.model import Role
+from shared.storage import Storage
 
 if TYPE_CHECKING:
     from edge.app import Box
@@ -271,3 +275,21 @@ class EmergencyScreens:
             Route("/emergency/end", managers(self.end), methods=["POST"]),
             Route("/emergency/exports/{export_town:str}/{name:str}", managers(self.download)),
         ]
+
+
+def push_exports(storage: Storage, client: httpx.Client, towns: list[str]) -> int:
+    """Hand every sealed emergency export not yet at the hub to it; returns how many."""
+    sent = 0
+    for town in towns:
+        for key, blob in storage.load_range((town, "export")):
+            if storage.load((town, "export-sent", key[2])) is not None:
+                continue
+            response = client.post(f"/api/exports/{town}/{key[2]}", content=blob)
+            if response.status_code >= 500:
+                response.raise_for_status()
+            if response.status_code != 200:
+                log.warning("hub refused export %s/%s: %s", town, key[2], response.text[:200])
+            else:
+                sent += 1
+            storage.save((town, "export-sent", key[2]), b"1")
+    return sent

@@ -6,6 +6,7 @@ registers sealed to the town, revokes the activation and seals the town again.""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +116,19 @@ def test_visiting_session_names_both_towns_and_ending_it_seals_the_town(box: Rol
         open_export(sealed.content, box.custody.ring(HOST), box_key)
     with pytest.raises(ValueError):  # nor is another town's archive taken for this one
         read_archive(data, HOST)
+
+
+def test_the_box_hands_the_export_to_the_hub(box: RoleBox) -> None:
+    """Runs after the end of the emergency: the next pull (every 30 s) sends it."""
+    deadline = time.monotonic() + 90
+    while True:
+        storage = SqliteStorage(box.root / "hub" / "hub.db")
+        try:
+            received = storage.load_range((PARTNER, "export-meta"))
+        finally:
+            storage.close()
+        if received or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert len(received) == 1, received
+    assert json.loads(received[0][1])["size"] > 0
