@@ -107,10 +107,17 @@ def _writer_keys(storage: Any, ring: Any, hub_writer: Any, extra: Path | None) -
     return WriterDirectory(clerks=certs, others=others)
 
 
-def _anchors(storage: Any, town: str, files: list[Path]) -> dict[str, Any]:
+def _anchors(
+    storage: Any, town: str, files: list[Path], held: set[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Anchors to check: the hub's for the writers whose chains the checked store holds
+    (boxes' chains live on the boxes: check those with --store), and every one given in
+    a file. Also the anchored writers left out, for a warning."""
     from shared.audit import AnchorStore, ChainHead
 
-    anchors = AnchorStore(storage, town).all()
+    stored = AnchorStore(storage, town).all()
+    anchors = {w: h for w, h in stored.items() if w in held}
+    skipped = sorted(set(stored) - held)
     for path in files:
         data = json.loads(path.read_text(encoding="utf-8"))
         items = data.values() if isinstance(data, dict) else data
@@ -118,7 +125,7 @@ def _anchors(storage: Any, town: str, files: list[Path]) -> dict[str, Any]:
             head = ChainHead.from_json(item)
             if head.writer not in anchors or anchors[head.writer].seq <= head.seq:
                 anchors[head.writer] = head
-    return anchors
+    return anchors, skipped
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -150,19 +157,21 @@ def run_verify(args: argparse.Namespace) -> int:
     chains = storage if args.store is None else SqliteStorage(args.store)
     try:
         try:
+            # The writers this store holds chains of, and the boxes named, whose anchored
+            # heads must be there even if every entry of theirs was removed.
+            held = {key[2] for key, _ in chains.load_range((args.town, "audit")) if len(key) > 2}
+            held |= {box_writer_id(b) for b in args.box}
             writers = _writer_keys(storage, ring, custody.writer.verify_key, args.writers)
-            anchors = _anchors(storage, args.town, args.anchors)
+            anchors, skipped = _anchors(storage, args.town, args.anchors, held)
         except (OSError, ValueError, AuditError) as exc:
             print(f"書き手の鍵または基準点のファイルが読めません: {exc}", file=sys.stderr)
             return 2
-        chosen = None
-        if args.store is not None:
-            # Another replica holds only some writers' chains: check those, and the boxes
-            # named, whose anchored heads must be there even if every entry was removed.
-            held = {key[2] for key, _ in chains.load_range((args.town, "audit")) if len(key) > 2}
-            chosen = held | {box_writer_id(b) for b in args.box}
-            anchors = {w: h for w, h in anchors.items() if w in chosen}
-        report = verify_town(chains, ring, writers, anchors, writers=chosen)
+        report = verify_town(chains, ring, writers, anchors, writers=held | set(anchors))
+        if skipped:
+            report.warnings.append(
+                f"ハブに基準点がある書き手 {len(skipped)} 件の記録はこの保存先にありません"
+                "(各ボックスの記録は --store と --box で検証してください): " + "、".join(skipped)
+            )
     finally:
         if chains is not storage:
             chains.close()

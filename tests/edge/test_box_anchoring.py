@@ -121,10 +121,11 @@ def _wait_anchored(site: Site) -> ChainHead:
     return head
 
 
-def _verify(site: Site, store: Path) -> subprocess.CompletedProcess[str]:
+def _verify(site: Site, store: Path | None) -> subprocess.CompletedProcess[str]:
+    where = [] if store is None else ["--store", str(store), "--box", "box-15307"]
     return subprocess.run(
         [sys.executable, "-m", "renkei", "audit", "verify", "--data", str(site.root / "hub"),
-         "--town", "15307", "--store", str(store), "--box", "box-15307"],
+         "--town", "15307", *where],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "RENKEI_HUB_PASSPHRASE": HUB_PASSPHRASE},
     )  # fmt: skip
@@ -145,6 +146,10 @@ def test_a_rolled_back_or_cut_box_log_is_named_after_anchoring(site: Site) -> No
 
     intact = _verify(site, site.box_db)
     assert intact.returncode == 0, intact.stderr
+    # The hub's own store holds no box entries: its verify passes and points to --store.
+    at_hub = _verify(site, None)
+    assert at_hub.returncode == 0, at_hub.stderr
+    assert WRITER in at_hub.stdout and "--store" in at_hub.stdout
 
     rolled_back = _verify(site, site.root / "old-copy.db")
     assert rolled_back.returncode == 1
