@@ -73,10 +73,11 @@ boot() {  # boot N, wait for a pattern on the serial console or time out
   return 1
 }
 
-# Boot 1: first boot reaches enrolment (renkei enroll does not exist yet, or the hub is
-# unreachable: either message means everything before it worked).
+# Boot 1: first boot reaches enrolment (an image without renkei enroll or without the
+# pinned federation root, or a hub that is unreachable or refuses the test token: each
+# message means everything before it worked; with a hub and a real token: enrolled).
 boot 1 "renkei-firstboot: ERROR|enrolled: town" 1200
-grep -aqE "enroll コマンドがありません|ハブへの登録に失敗|enrolled: town" "$WORK/console-1.log" \
+grep -aqE "enroll コマンドがありません|連合ルートの公開鍵|ハブへの登録に失敗|enrolled: town" "$WORK/console-1.log" \
   || { log "first boot failed before enrolment"; exit 1; }
 grep -a "renkei-firstboot" "$WORK/console-1.log" | sed 's/^/    /' | head -20
 grep -aq "data partition bound to this box's TPM2" "$WORK/console-1.log" \
