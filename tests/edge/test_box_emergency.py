@@ -300,6 +300,23 @@ def test_online_activation_and_revocation_reach_the_box_without_a_code(site: Sit
             assert _pending(supervisor) == []
             assert _refused(site, site.visitor)
 
+            # The earlier break-glass was ratified, so a new one may be made; its
+            # ratification arrives online this time.
+            glass = _break_glass(supervisor, site.glass, (PASSWORD, PASSWORD), 2)
+            assert glass.status_code == 200 and "未承認" in glass.text
+            listing = supervisor.get("/activation").text
+            glass_id = re.findall(
+                r'<tr data-id="([0-9a-f]+)"><td>15405</td><td>緊急起動', listing
+            )[0]
+            assert "緊急起動・未承認" in _states(supervisor)
+            ratification = issue_ratification(
+                site.deputy, target=bytes.fromhex(glass_id), at=time.time()
+            )
+            posted = hub.post("/api/emergency/15307", json=ratification.to_json())
+            assert posted.status_code == 201
+            assert _poll(lambda: "緊急起動・未承認" not in _states(supervisor))
+            assert _states(supervisor).count("緊急起動・承認済") == 1
+
 
 def test_every_step_is_in_the_stricken_towns_audit_chain(site: Site) -> None:
     """Runs after the break-glass and online tests."""
