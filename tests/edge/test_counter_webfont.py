@@ -1,9 +1,11 @@
-"""外字 in the browser: Debian's Chromium logs in to a real box, searches a resident whose
+"""外字 in the browser, and the counter with JavaScript off: Debian's Chromium logs in to a
+real box, searches a resident whose
 name holds a Moji_Joho variation sequence (辻󠄂 = U+8FBB U+E0102, the one-dot form, a
 legacy 外字 of the core system mapped by the town's table), and the name is drawn
 from the town's web font the box serves — closer to IPAmj's variant glyph than to the
 plain 辻 by a clear margin. With the box's fonts blocked, the same check fails: the
-name's font is then no web font. Screenshots of the counter's screens land in
+name's font is then no web font. With JavaScript disabled, search → request form → issue
+ends in the PDF's download. Screenshots of the counter's screens land in
 var/screenshots/."""
 
 from __future__ import annotations
@@ -117,6 +119,21 @@ def test_names_render_with_the_towns_web_font(fed: CounterBox, small_export_dir:
             ):
                 page.goto(f"{fed.url}{url}", wait_until="load")
                 page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+            # With JavaScript off: search → request form → issue → the PDF downloads.
+            plain = browser.new_context(
+                locale="ja-JP", ignore_https_errors=True, java_script_enabled=False
+            )
+            page = plain.new_page()
+            _log_in(page, fed)
+            page.goto(f"{fed.url}/?q={person.kana}", wait_until="load")
+            with page.expect_navigation(wait_until="load"):
+                page.click(f"a[href='/resident/{person.id}']")
+            page.fill("#applicant_name", person.name)
+            page.screenshot(path=str(SHOTS / "counter-request-nojs.png"), full_page=True)
+            with page.expect_download(timeout=120_000) as download:
+                page.click("form[action='/issue'] button[type=submit]")
+            pdf = Path(download.value.path()).read_bytes()
+            suggested = download.value.suggested_filename
             blocked = browser.new_context(locale="ja-JP", ignore_https_errors=True)
             blocked.route("**/fonts/**", lambda route: route.abort())
             page = blocked.new_page()
@@ -128,6 +145,7 @@ def test_names_render_with_the_towns_web_font(fed: CounterBox, small_export_dir:
     assert seen["variantVsPlain"] > 100, seen  # the two glyphs really differ
     assert seen["web_font"], seen
     assert seen["toVariant"] * 4 < seen["toPlain"], seen
+    assert pdf[:5] == b"%PDF-" and suggested.startswith("juminhyo-")
     # Without the box's fonts the check fails: the name is not drawn by the web font.
     assert not without["web_font"], without
     for shot in ("counter-search-gaiji", "counter-request", "counter-districts"):
