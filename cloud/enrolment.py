@@ -26,6 +26,10 @@ b"renkei enrolment v1\\0"): {"protocol", "purpose": "enrol", "nonce", "token_sha
 "box_key", "x25519", "sync_peer"}. The box key also signs b"renkei sync binding v1\\0" +
 sync peer id: the binding the hub's sync endpoints check (`Registry.admit`).
 
+Renewal (`POST /api/enrol/renew`, `renkei enroll --renew`): an enrolled, unrevoked box
+whose certificate is still valid signs the same statement (purpose "renew", no token)
+and receives a fresh certificate; an expired or revoked one enrols again with a token.
+
 Errors come back as JSON {"error": code, "message": Japanese, "message_en": English} with
 400 malformed, 401 unknown token, 403 proof failed, 409 stale nonce (replay), 410 token
 expired, revoked or used, 503 enrolment not configured or issuer sealed.
@@ -374,6 +378,13 @@ class Registry:
             ).rowcount
             self._db.execute("COMMIT")
         return boxes == 1, tokens
+
+    def renew(self, name: str, certificate: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE enrolled_boxes SET certificate = ? WHERE box = ? AND revoked_at IS NULL",
+                (certificate, name),
+            )
 
     def touch(self, name: str, now: float) -> None:
         if now - self._seen.get(name, 0.0) < _SEEN_EVERY_S:
@@ -804,9 +815,118 @@ class HubEnrolment:
         log.info("box %s of %s enrolled (key %s)", row.box, row.town, key_id(box_key))
         return self._answer(box, row, storage)
 
-    def _answer(self, box: BoxRow, token: TokenRow, storage: Storage) -> dict[str, Any]:
+    def renew(self, request: dict[str, Any], storage: Storage) -> dict[str, Any]:
+        """A fresh certificate for an enrolled box that proves its keys, while its current
+        certificate is still valid and not revoked (no token: the certificate is the
+        credential). An expired or revoked box enrols again with a new token."""
+        if self.issuer is None:
+            assert self.unavailable is not None
+            raise self.unavailable
+        try:
+            nonce = str(request["nonce"])
+            box_key = VerifyKey(bytes.fromhex(str(request["box_key"])))
+            sync_peer = str(request["sync_peer"])
+            signature = bytes.fromhex(str(request["signature"]))
+            sync_signature = bytes.fromhex(str(request["sync_signature"]))
+        except (KeyError, TypeError, ValueError, nacl.exceptions.CryptoError) as exc:
+            raise _refuse(
+                "request", 400, "更新要求の形式が正しくありません。", f"malformed renewal: {exc}"
+            ) from exc
+        if not self._consume_nonce(nonce):
+            raise _refuse(
+                "nonce",
+                409,
+                "この更新要求は古いか、すでに使われたものです（再送は受け付けません）。",
+                "stale or replayed renewal request",
+            )
+        row = self.registry.box_by_peer(sync_peer)
+        if row is None or row.box_key != bytes(box_key).hex():
+            raise _refuse(
+                "unenrolled",
+                403,
+                "このボックスは登録されていません。登録トークンで登録してください。",
+                "this box is not enrolled: enrol it with a token",
+            )
+        writer = audit_writer(self.issuer.signing_key, "enrol")
+        if row.revoked_at is not None:
+            record(
+                storage,
+                writer,
+                row.town,
+                AuditKind.ENROLMENT_REFUSED,
+                {"box": row.box, "reason": "revoked", "renewal": True},
+            )
+            raise _refuse(
+                "revoked",
+                410,
+                "このボックスの登録は取り消されています。",
+                "this box's enrolment was revoked",
+            )
+        statement = {
+            "protocol": PROTOCOL,
+            "purpose": "renew",
+            "nonce": nonce,
+            "token_sha256": "",
+            "box_key": row.box_key,
+            "x25519": bytes(box_key.to_curve25519_public_key()).hex(),
+            "sync_peer": sync_peer,
+        }
+        peer_key = verify_key_of(sync_peer)
+        try:
+            box_key.verify(statement_bytes(statement), signature)
+            if peer_key is None:
+                raise ValueError("sync peer id is not self-certifying")
+            peer_key.verify(statement_bytes(statement), sync_signature)
+        except (ValueError, nacl.exceptions.BadSignatureError) as exc:
+            raise _refuse(
+                "proof",
+                403,
+                "ボックスの鍵を確認できませんでした（署名が一致しません）。",
+                f"the box did not prove possession of its keys: {exc}",
+            ) from exc
+        now = self.clock()
+        moment = datetime.fromtimestamp(now, UTC)
+        root = self.registry.root()
+        try:
+            if root is None:
+                raise CryptoError("no federation root pinned")
+            current = verify_box_certificate(row.cert(), root, now=moment)
+        except CryptoError as exc:
+            raise _refuse(
+                "expired",
+                410,
+                "登録証明書の期限が切れています。新しい登録トークンで登録し直してください。",
+                f"the box certificate is no longer valid: {exc}",
+            ) from exc
+        certificate = issue_box_certificate(
+            self.issuer,
+            row.box,
+            town=row.town,
+            sealing_key=current.sealing_key,
+            verify_key=current.verify_key,
+            issued_at=moment - timedelta(minutes=5),
+            expires_at=moment + timedelta(days=BOX_CERT_DAYS),
+        )
+        self.registry.renew(row.box, json.dumps(certificate.to_json()))
+        record(
+            storage,
+            writer,
+            row.town,
+            AuditKind.BOX_ENROLLED,
+            {
+                "box": row.box,
+                "key_id": key_id(box_key),
+                "renewal": True,
+                "certificate_expires": certificate.expires_at.isoformat(),
+            },
+        )
+        renewed = self.registry.box(row.box)
+        assert renewed is not None
+        return self._answer(renewed, None, storage)
+
+    def _answer(self, box: BoxRow, token: TokenRow | None, storage: Storage) -> dict[str, Any]:
         tls = None
-        if token.tls_sealed and self.issuer is not None:
+        if token is not None and token.tls_sealed and self.issuer is not None:
             private = self.issuer.signing_key.to_curve25519_private_key()
             tls = json.loads(SealedBox(private).decrypt(bytes.fromhex(token.tls_sealed)))
         return {
@@ -849,9 +969,31 @@ class HubEnrolment:
                 return JSONResponse(exc.to_json(), exc.status)
             return JSONResponse(answer, headers={"cache-control": "no-store"})
 
+        async def renew(request: Request) -> JSONResponse:
+            try:
+                body = await request.body()
+                if len(body) > MAX_REQUEST_BYTES:
+                    raise _refuse("request", 413, "更新要求が大きすぎます。", "request too large")
+                try:
+                    data = json.loads(body)
+                    if not isinstance(data, dict):
+                        raise ValueError("not an object")
+                except ValueError as exc:
+                    raise _refuse(
+                        "request",
+                        400,
+                        "更新要求の形式が正しくありません。",
+                        f"not a JSON object: {exc}",
+                    ) from exc
+                answer = await run_in_threadpool(self.renew, data, request.app.state.storage)
+            except EnrolmentError as exc:
+                return JSONResponse(exc.to_json(), exc.status)
+            return JSONResponse(answer, headers={"cache-control": "no-store"})
+
         return [
             Route("/api/enrol/challenge", challenge, methods=["POST"]),
             Route("/api/enrol", enrol, methods=["POST"]),
+            Route("/api/enrol/renew", renew, methods=["POST"]),
         ]
 
 

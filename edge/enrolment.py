@@ -49,6 +49,7 @@ from edge.tls import KEY_FILE as TLS_KEY
 from shared import migrations
 from shared.crypto import Certificate, CryptoError, verify_box_certificate
 from shared.storage import SqliteStorage
+from shared.sync.identity import Identity
 from shared.sync.replica import load_or_create_identity
 
 FEDERATION_FILE = "federation.json"
@@ -205,6 +206,62 @@ class _Files:
                     path.chmod(mode)
 
 
+def _client(hub_url: str, ca_pem: bytes | None, timeout_s: float) -> httpx.Client:
+    verify: ssl.SSLContext | bool = True
+    if hub_url.startswith("https://") and ca_pem is not None:
+        verify = ssl.create_default_context(cadata=ca_pem.decode())
+    return httpx.Client(base_url=hub_url, timeout=timeout_s, verify=verify)
+
+
+def _ask(
+    hub_url: str,
+    path: str,
+    key: SigningKey,
+    identity: Identity,
+    token: str | None,
+    ca_pem: bytes | None,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Nonce, signed statement, answer (POST /api/enrol or /api/enrol/renew)."""
+    try:
+        with _client(hub_url, ca_pem, timeout_s) as client:
+            challenge = client.post("/api/enrol/challenge")
+            if challenge.status_code != 200:
+                raise _error_of(challenge)
+            nonce = str(challenge.json()["nonce"])
+            sealing = key.verify_key.to_curve25519_public_key()
+            statement = {
+                "protocol": PROTOCOL,
+                "purpose": "enrol" if token is not None else "renew",
+                "nonce": nonce,
+                "token_sha256": hashlib.sha256(token.encode()).hexdigest() if token else "",
+                "box_key": bytes(key.verify_key).hex(),
+                "x25519": bytes(sealing).hex(),
+                "sync_peer": identity.writer_id,
+            }
+            signed = statement_bytes(statement)
+            body = {
+                **{
+                    k: statement[k] for k in ("protocol", "nonce", "box_key", "x25519", "sync_peer")
+                },
+                "signature": key.sign(signed).signature.hex(),
+                "sync_signature": identity.signing_key.sign(signed).signature.hex(),
+                "binding": key.sign(binding_bytes(identity.writer_id)).signature.hex(),
+            }
+            if token is not None:
+                body["token"] = token
+            answer = client.post(path, json=body)
+            if answer.status_code != 200:
+                raise _error_of(answer)
+            result: dict[str, Any] = answer.json()
+            return result
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        raise EnrolError(
+            "ハブに接続できません（閉域網とハブの URL を確認してください）。",
+            f"cannot reach the hub at {hub_url}: {exc}",
+        ) from exc
+
+
 def enrol(
     hub_url: str,
     token: str,
@@ -230,46 +287,33 @@ def enrol(
     try:
         identity = load_or_create_identity(storage)
         ca_pem = ca_file.read_bytes() if ca_file is not None and ca_file.is_file() else None
-        verify: ssl.SSLContext | bool = True
-        if hub_url.startswith("https://") and ca_pem is not None:
-            verify = ssl.create_default_context(cadata=ca_pem.decode())
-        try:
-            with httpx.Client(base_url=hub_url, timeout=timeout_s, verify=verify) as client:
-                challenge = client.post("/api/enrol/challenge")
-                if challenge.status_code != 200:
-                    raise _error_of(challenge)
-                nonce = str(challenge.json()["nonce"])
-                sealing = key.verify_key.to_curve25519_public_key()
-                statement = {
-                    "protocol": PROTOCOL,
-                    "purpose": "enrol",
-                    "nonce": nonce,
-                    "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
-                    "box_key": bytes(key.verify_key).hex(),
-                    "x25519": bytes(sealing).hex(),
-                    "sync_peer": identity.writer_id,
-                }
-                signed = statement_bytes(statement)
-                body = {
-                    **{
-                        k: statement[k]
-                        for k in ("protocol", "nonce", "box_key", "x25519", "sync_peer")
-                    },
-                    "token": token,
-                    "signature": key.sign(signed).signature.hex(),
-                    "sync_signature": identity.signing_key.sign(signed).signature.hex(),
-                    "binding": key.sign(binding_bytes(identity.writer_id)).signature.hex(),
-                }
-                answer = client.post("/api/enrol", json=body)
-                if answer.status_code != 200:
-                    raise _error_of(answer)
-                result = answer.json()
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
-            raise EnrolError(
-                "ハブに接続できません（閉域網とハブの URL を確認してください）。",
-                f"cannot reach the hub at {hub_url}: {exc}",
-            ) from exc
+        result = _ask(hub_url, "/api/enrol", key, identity, token, ca_pem, timeout_s)
         return _install(result, data_dir, key, storage, root, hub_url, tls_dir, from_dir, ca_pem)
+    finally:
+        storage.close()
+
+
+def renew(
+    hub_url: str,
+    data_dir: Path,
+    *,
+    root: VerifyKey,
+    ca_file: Path | None = None,
+    timeout_s: float = 30.0,
+) -> Enrolled:
+    """A fresh certificate for an enrolled box, before its current one expires (no
+    token). The TLS material and settings stay as they are."""
+    if not (data_dir / CERT_FILE).exists() or not (data_dir / "box.key").exists():
+        raise EnrolError("このボックスはまだ登録されていません。", "this box is not enrolled")
+    key = box_signing_key(data_dir)
+    storage = SqliteStorage(data_dir / "replica.db")
+    try:
+        identity = load_or_create_identity(storage)
+        ca_pem = ca_file.read_bytes() if ca_file is not None and ca_file.is_file() else None
+        result = _ask(hub_url, "/api/enrol/renew", key, identity, None, ca_pem, timeout_s)
+        folder = federation_settings(data_dir).get("tls_dir")
+        tls_dir = Path(folder) if folder else None
+        return _install(result, data_dir, key, storage, root, hub_url, tls_dir, None, ca_pem)
     finally:
         storage.close()
 

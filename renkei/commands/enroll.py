@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
         "enroll", help="enrol this box with the hub using a one-time token (登録)"
     )
     parser.add_argument("--hub", required=True, help="the hub's URL, e.g. https://hub.renkei.lan")
-    token = parser.add_mutually_exclusive_group(required=True)
+    token = parser.add_mutually_exclusive_group()
     token.add_argument("--token", help="the one-time enrolment token from the hub operator")
     token.add_argument(
         "--token-file",
@@ -55,6 +55,12 @@ def register(subparsers: Any) -> None:
         help="the federation TLS CA certificate (default "
         "/etc/renkei/federation-ca.crt when present)",
     )
+    parser.add_argument(
+        "--renew",
+        action="store_true",
+        help="renew this enrolled box's certificate before it expires (no "
+        "token: the current certificate and keys are the credential)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -69,14 +75,28 @@ def _read_token(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.enrolment import DEFAULT_CA_FILE, EnrolError, enrol, load_root
+    from edge.enrolment import DEFAULT_CA_FILE, EnrolError, enrol, load_root, renew
 
+    if args.renew == (args.token is not None or args.token_file is not None):
+        print(
+            "--token / --token-file か --renew のどちらか一方を指定してください "
+            "(give a token, or --renew)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        token = _read_token(args)
         root = load_root(args.root)
         ca = args.ca or (DEFAULT_CA_FILE if DEFAULT_CA_FILE.is_file() else None)
         if ca is None and args.from_dir and (args.from_dir / "federation-ca.crt").is_file():
             ca = args.from_dir / "federation-ca.crt"
+        if args.renew:
+            print(
+                json.dumps(
+                    renew(args.hub, args.data, root=root, ca_file=ca).to_json(), ensure_ascii=False
+                )
+            )
+            return 0
+        token = _read_token(args)
         result = enrol(
             args.hub,
             token,

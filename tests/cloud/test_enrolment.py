@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from enrolment_world import PASSPHRASE, TOWN, World, make_world
+from enrolment_world import PASSPHRASE, TOWN, World, certify_issuer, make_world
 from nacl.signing import VerifyKey
 from servers import serve
 
@@ -211,3 +211,44 @@ def test_a_hub_without_a_certified_issuer_says_so(tmp_path: Path) -> None:
         response = httpx.post(f"{url}/api/enrol/challenge")
     assert response.status_code == 503
     assert "登録を受け付けていません" in response.json()["message"]
+
+
+def test_an_enrolled_box_renews_its_certificate_until_it_is_revoked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.enrolment import renew
+
+    world = make_world(tmp_path, issuer_days=30)
+    monkeypatch.setenv("RENKEI_HUB_PASSPHRASE", PASSPHRASE)
+    box, tls, root = tmp_path / "box", tmp_path / "tls", world.root.verify_key
+    app = create_app(world.hub)
+    with serve(app) as url:
+        with pytest.raises(EnrolError, match="まだ登録されていません"):
+            renew(url, box, root=root)
+        first = enrol(url, _token(world), box, root=root, tls_dir=tls)
+        # the ceremony renews the hub's delegation; the box renews without a token
+        certify_issuer(world.hub, world.root, 400)
+        app.state.enrolment.reload(PASSPHRASE)
+        renewed = renew(url, box, root=root)
+        assert renewed.certificate.expires_at > first.certificate.expires_at
+        assert json.loads((box / "box.cert.json").read_text()) == renewed.certificate.to_json()
+        assert (tls / "server.crt").exists()  # TLS untouched
+        assert json.loads((box / "federation.json").read_text())["tls_dir"] == str(tls)
+
+        # another box's keys cannot renew it
+        stranger = tmp_path / "stranger"
+        stranger.mkdir()
+        (stranger / "box.key").write_bytes(bytes(32))
+        (stranger / "box.cert.json").write_bytes((box / "box.cert.json").read_bytes())
+        with pytest.raises(EnrolError, match="登録されていません"):
+            renew(url, stranger, root=root)
+
+        registry, storage = Registry(world.hub / "hub.db"), SqliteStorage(world.hub / "hub.db")
+        issuer = app.state.enrolment.issuer
+        revoke_box(registry, storage, issuer.signing_key, "seiro-1", "stolen")
+        registry.close()
+        storage.close()
+        before = (box / "box.cert.json").read_bytes()
+        with pytest.raises(EnrolError, match="取り消されています"):
+            renew(url, box, root=root)
+        assert (box / "box.cert.json").read_bytes() == before
