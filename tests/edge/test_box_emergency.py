@@ -21,6 +21,7 @@ import httpx
 import pytest
 from nacl.signing import SigningKey
 from servers import free_port
+from test_box_isolation import _memory_contains
 from test_box_processes import PASSWORD, _log_in, _wait
 
 from cloud.custody import Custody
@@ -133,6 +134,31 @@ def _worker_running(site: Site, town: str) -> bool:
     return bool(out.split())
 
 
+def _seeds(site: Site, town: str, logins: list[str]) -> list[bytes]:
+    """The clerks' private key bytes (X25519 and Ed25519 seeds), for a memory scan."""
+    storage = SqliteStorage(site.root / "hub" / "hub.db")
+    try:
+        seeds = []
+        for login in logins:
+            record = json.loads(storage.load((town, "credential", login)) or b"{}")
+            keys = crypto.unwrap_clerk_keys(bytes.fromhex(record["wrapped"]), PASSWORD)
+            seeds += [bytes(keys.signing_key), bytes(keys.sealing_key)]
+        return seeds
+    finally:
+        storage.close()
+
+
+def _workers(site: Site) -> dict[str, int]:
+    """The box's worker processes by town."""
+    out = subprocess.run(["pgrep", "-P", str(site.box.pid)], capture_output=True, text=True)
+    workers = {}
+    for pid in out.stdout.split():
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"--town" in command:
+            workers[command[command.index(b"--town") + 1].decode()] = int(pid)
+    return workers
+
+
 def _wait_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.time()))
 
@@ -179,6 +205,13 @@ def test_break_glass_opens_once_shows_unratified_and_expires_like_an_activation(
         assert "緊急起動を受け付けました（未承認）" in glass.text
         glass_end = started + 60 * minutes
         assert "緊急起動・未承認" in _states(supervisor)
+
+        # The three keys that signed were unwrapped in the towns' workers only.
+        host_seeds = _seeds(site, "15307", [site.supervisor])
+        glass_seeds = _seeds(site, "15405", list(site.glass))
+        workers = _workers(site)
+        assert _memory_contains(workers["15307"], host_seeds)  # positive control
+        assert not _memory_contains(site.box.pid, host_seeds + glass_seeds)
 
         # Works once: a second break-glass for the town, before ratification, is refused.
         again = _break_glass(supervisor, site.glass, (PASSWORD, PASSWORD), minutes + 1)
