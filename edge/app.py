@@ -331,7 +331,10 @@ def create_app(config: BoxConfig) -> Starlette:
         return response
 
     def _query(request: Request) -> str:
-        return request.query_params.get("q", "").strip()[:MAX_QUERY_CHARS]
+        # Control characters (a NUL from %00) are never part of a name or address, and
+        # SQLite's FTS5 refuses a NUL inside a phrase: drop them here, at the boundary.
+        text = request.query_params.get("q", "")
+        return "".join(c for c in text if c.isprintable() or c == " ").strip()[:MAX_QUERY_CHARS]
 
     async def _search(request: Request, query: str) -> dict[str, Any] | None:
         """The worker's answer (the town's name and as-of time alone for an empty query),

@@ -57,6 +57,57 @@ RECENT = 50
 
 MSG_DENIED = "この操作を行う権限がありません。"
 
+# How the audit view names the details entries carry (keys stay English in the log).
+DETAIL_LABELS = {
+    "login_id": "職員ID",
+    "client": "端末",
+    "reason": "理由",
+    "visiting": "連携窓口",
+    "action": "操作",
+    "by": "実施者",
+    "roles": "権限",
+    "on_roster": "緊急時名簿",
+    "record": "記録",
+    "type": "種類",
+    "stricken_town": "被災町村",
+    "host_town": "受入町村",
+    "host_box": "受入ボックス",
+    "clerks": "職員",
+    "unresolved_clerks": "未確認の職員",
+    "not_before": "開始",
+    "expires_at": "期限",
+    "signers": "署名者",
+    "accepted_by": "受付者",
+    "ratified": "追認",
+    "signer": "署名者",
+    "at": "日時",
+    "date": "日付",
+    "case": "ケース",
+    "step": "手順",
+    "done": "確認",
+    "export": "書き出し",
+    "files": "ファイル",
+    "revoked": "取消",
+    "not_revoked": "未取消",
+    "setting": "設定",
+    "disaster_mode": "災害モード",
+    "fee_exemption": "災害減免",
+    "copay_exemption": "一部負担金免除",
+    "queue": "プリンタ",
+    "dx_mm": "右へ(mm)",
+    "dy_mm": "下へ(mm)",
+    "terminal": "端末",
+    "number": "発行番号",
+    "clerk": "職員",
+    "how": "方法",
+    "document": "証明書",
+    "by_town": "実施者の町村",
+    "name": "氏名",
+    "title": "職名",
+    "acting_for_mayor": "職務代理",
+    "start": "開始",
+}
+
 
 class AdminError(Exception):
     """A request the worker refuses (message for the clerk)."""
@@ -193,7 +244,7 @@ def _audit(worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]) -> dic
                 "when": jst_text(entry.time),
                 "writer": entry.writer,
                 "kind": KIND_LABELS.get(entry.kind, entry.kind),
-                "details": entry.details,
+                "details": _details(entry.details),
             }
         )
     recent.sort(key=lambda e: -e["time"])
@@ -220,6 +271,20 @@ def sealed_registers(worker: TownWorker) -> Storage:
     return registers_storage(
         worker.storage, worker.keyring, worker.box_id, box_signing_key(worker.data_dir)
     )
+
+
+def _details(details: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(label, value, known) for the audit view: Japanese labels where known (an unknown
+    key is shown as the technical name it is), はい/いいえ for booleans."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, bool):
+            return "はい" if value else "いいえ"
+        if isinstance(value, list):
+            return "、".join(text(v) for v in value)
+        return "" if value is None else str(value)
+
+    return [(DETAIL_LABELS.get(k, k), text(v), k in DETAIL_LABELS) for k, v in details.items()]
 
 
 def register(worker: TownWorker) -> IssuanceRegister:

@@ -1,0 +1,363 @@
+"""A crawl of a real box (hub and box processes, HTTPS) logged in as each role — clerk,
+supervisor, representative, admin, and a visiting clerk of a partner town under an
+activation — following every link and submitting every form with garbage values.
+
+For every page reached it asserts: no server error; the page is Japanese (lang="ja",
+Japanese text, and no English UI words in what a person reads); and nothing of another
+town's residents (names or resident ids) appears. For each role, the screens it may not
+use answer 403 (GET and POST), and another town's resident, printed copy or export is out
+of reach by URL. Screenshots of the main screens land in var/screenshots/ when Debian's
+Chromium and Playwright are installed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urldefrag, urljoin, urlparse
+
+import httpx
+import pytest
+from box_roles import HOST, PARTNER, RoleBox, role_box
+
+from edge.supervisor import list_queues
+from shared.model import TownExport
+
+GARBAGE = "'\"><script>x</script>%00ｱ 𠮷 ../../etc " + "9" * 40
+MAX_PAGES = 120
+# Never followed: ending the session, and acts whose garbage submission is not garbage
+# enough to be harmless to the other roles' crawls (none at present besides logout).
+SKIP = {"/logout", "/operator/logout"}
+SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+
+# ASCII words a person may legitimately read on a Japanese screen: abbreviations used in
+# Japanese offices, product and file names, and the technical ids the screens show.
+ALLOWED_WORDS = {
+    "PDF",
+    "QR",
+    "CSV",
+    "ID",
+    "IDs",
+    "CUPS",
+    "HTTPS",
+    "IPAmj",
+    "JSON",
+    "ZIP",
+    "OS",
+    "PC",
+    "mm",
+    "renkei",
+    "export",
+    "open",
+    "reconcile",
+    "hub",
+    "operator",
+    "add",
+    "rkx",
+    "box",
+    "clerk",
+    "registers",
+    "emergency",
+    "juminhyo",
+}
+ENGLISH_UI = re.compile(
+    r"\b(Error|Internal|Server|Not Found|Forbidden|Method Not Allowed|Traceback|Submit|"
+    r"Login|Logout|Password|Search|Cancel|Back|Home|None|True|False|undefined|null|"
+    r"Unauthorized|Bad Request|Exception)\b"
+)
+WORD = re.compile(r"[A-Za-z][A-Za-z_-]{2,}")
+JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+
+
+class _Page(HTMLParser):
+    """Links, forms and the visible text of a page (code, script and style left out)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+        self.forms: list[dict[str, object]] = []
+        self.text: list[str] = []
+        self.lang = ""
+        self._skip = 0
+        self._form: dict[str, object] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "html":
+            self.lang = a.get("lang", "")
+        if tag in ("script", "style", "code", "pre"):
+            self._skip += 1
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
+        if tag == "form":
+            self._form = {
+                "action": a.get("action", ""),
+                "method": a.get("method", "get").lower(),
+                "fields": [],
+                "buttons": [],
+            }
+            self.forms.append(self._form)
+        if self._form is not None and tag in ("input", "select", "textarea") and a.get("name"):
+            kind = a.get("type", "text")
+            if kind == "submit":
+                self._form["buttons"].append((a["name"], a.get("value", "")))  # type: ignore[union-attr]
+            else:
+                self._form["fields"].append((a["name"], kind, a.get("value", "")))  # type: ignore[union-attr]
+        if self._form is not None and tag == "button" and a.get("name"):
+            self._form["buttons"].append((a["name"], a.get("value", "")))  # type: ignore[union-attr]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "code", "pre"):
+            self._skip = max(0, self._skip - 1)
+        if tag == "form":
+            self._form = None
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.text.append(data)
+
+
+def _parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    return page
+
+
+def _english(text: str, logins: set[str]) -> list[str]:
+    """English words a person would read, after removing ids and allowed abbreviations."""
+    text = re.sub(r"[\w.+-]*[._:@/][\w.:@/+-]*", " ", text)  # ids: seiro.tanaka, box:B01, paths
+    leaks = [m.group(0) for m in ENGLISH_UI.finditer(text)]
+    echoed = set(WORD.findall(GARBAGE))  # what the crawler typed, shown back escaped
+    words = [w for w in WORD.findall(text) if w not in ALLOWED_WORDS | echoed and w not in logins]
+    return leaks + words
+
+
+class Crawl:
+    def __init__(
+        self, client: httpx.Client, base: str, foreign: list[str], logins: set[str]
+    ) -> None:
+        self.client = client
+        self.base = base
+        self.foreign = foreign
+        self.logins = logins
+        self.seen: set[str] = set()
+        self.problems: list[str] = []
+        self.pages = 0
+
+    def check(self, url: str, response: httpx.Response) -> _Page | None:
+        if response.status_code >= 500:
+            self.problems.append(f"{url}: HTTP {response.status_code}")
+            return None
+        if not response.headers.get("content-type", "").startswith("text/html"):
+            return None
+        html = response.text
+        page = _parse(html)
+        text = " ".join(page.text)
+        if page.lang != "ja" or not JAPANESE.search(text):
+            self.problems.append(f"{url}: not a Japanese page")
+        english = _english(text, self.logins)
+        if english:
+            self.problems.append(f"{url}: English on screen {sorted(set(english))[:8]}")
+        for marker in self.foreign:
+            if marker in html and marker not in url:  # not merely the query echoed back
+                self.problems.append(f"{url}: another town's data {marker!r}")
+                break
+        return page
+
+    def visit(self, start: list[str]) -> None:
+        queue = list(start)
+        while queue and self.pages < MAX_PAGES:
+            url = queue.pop(0)
+            path = urlparse(url).path
+            if url in self.seen or path in SKIP:
+                continue
+            self.seen.add(url)
+            self.pages += 1
+            response = self.client.get(url)
+            page = self.check(url, response)
+            if page is None:
+                continue
+            for href in page.links:
+                target = urldefrag(urljoin(url, href)).url
+                parsed = urlparse(target)
+                if parsed.netloc and parsed.netloc != urlparse(self.base).netloc:
+                    continue
+                local = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+                if local not in self.seen:
+                    queue.append(local)
+            for form in page.forms:
+                self.submit(url, form)
+
+    def submit(self, url: str, form: dict[str, object]) -> None:
+        action = urljoin(url, str(form["action"]) or url)
+        path = urlparse(action).path
+        if path in SKIP:
+            return
+        data: dict[str, str] = {}
+        for name, _kind, value in form["fields"]:  # type: ignore[attr-defined]
+            data[name] = value if name == "csrf_token" else GARBAGE
+        buttons = form["buttons"] or [("", "")]  # type: ignore[truthy-bool]
+        for name, value in buttons:  # type: ignore[attr-defined]
+            body = dict(data, **({name: value} if name else {}))
+            if form["method"] == "post":
+                response = self.client.post(path, data=body)
+            else:
+                response = self.client.get(path, params=body)
+            self.check(f"{form['method'].upper()} {path} {name}={value}", response)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> Iterator[RoleBox]:
+    with role_box(tmp_path_factory.mktemp("crawl"), small_export_dir) as running:
+        running.activate(running.visitors[0], running.logins["supervisor"], hours=4)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def towns(small_exports: list[TownExport]) -> dict[str, TownExport]:
+    return {e.town.code: e for e in small_exports}
+
+
+def _markers(export: TownExport) -> list[str]:
+    """What would show another town's residents: their ids and full names."""
+    living = [r for r in export.residents]
+    return [r.id for r in living] + [r.name for r in living if len(r.name) >= 4]
+
+
+HOST_ROLES = ["clerk", "supervisor", "representative", "admin"]
+FORBIDDEN = {
+    "clerk": [
+        "/supervisor",
+        "/supervisor/clerks",
+        "/supervisor/audit",
+        "/supervisor/registers",
+        "/supervisor/printers",
+        "/supervisor/deputy",
+        "/supervisor/modes",
+        "/activation",
+    ],
+    "supervisor": [],
+    "representative": [
+        "/supervisor/clerks",
+        "/supervisor/audit",
+        "/supervisor/registers",
+        "/supervisor/printers",
+        "/activation",
+    ],
+    "admin": [
+        "/supervisor/clerks",
+        "/supervisor/audit",
+        "/supervisor/registers",
+        "/supervisor/deputy",
+        "/supervisor/modes",
+        "/activation",
+    ],
+    "visitor": [
+        "/supervisor",
+        "/supervisor/clerks",
+        "/supervisor/audit",
+        "/supervisor/registers",
+        "/supervisor/printers",
+        "/supervisor/deputy",
+        "/supervisor/modes",
+        "/activation",
+    ],
+}
+POST_ONLY_FORBIDDEN = {"supervisor": ["/supervisor/modes", "/supervisor/deputy"]}
+
+
+@pytest.mark.parametrize("role", [*HOST_ROLES, "visitor"])
+def test_crawl_as_role(box: RoleBox, towns: dict[str, TownExport], role: str) -> None:
+    own, other = (PARTNER, HOST) if role == "visitor" else (HOST, PARTNER)
+    login = box.visitors[0] if role == "visitor" else box.logins[role]
+    mine = next(r for r in towns[own].residents if r.removal is None)
+    theirs = next(r for r in towns[other].residents if r.removal is None)
+    foreign = _markers(towns[other]) + _markers(towns["15581"])
+    logins = {c.login_id.split(".")[-1] for e in towns.values() for c in e.clerks}
+    # Data, not UI: the names of this machine's CUPS queues, as the printer screen lists them.
+    logins |= {w for q in list_queues() for w in WORD.findall(q["name"])}
+    with box.logged_in(own, login) as client:
+        crawl = Crawl(client, box.url, foreign, logins)
+        crawl.visit(
+            [
+                "/",
+                f"/?q={mine.kana}",
+                f"/?q={theirs.kana}",
+                f"/?q={theirs.id}",
+                f"/resident/{mine.id}",
+                "/supervisor",
+                "/emergency",
+                "/emergency?case=1",
+                "/emergency?case=2",
+                "/emergency?case=3",
+                "/visiting",
+                "/districts",
+                "/intake",
+                "/activation",
+                "/verify",
+                f"/resident/{GARBAGE}",
+                f"/?q={GARBAGE}",
+                "/supervisor/registers?day=9999-99-99",
+            ]
+        )
+        assert crawl.pages >= 10
+        assert not crawl.problems, "\n".join(crawl.problems[:20])
+        # Another town's data by URL: the resident, a search, a printed copy, an export.
+        sent = client.get(f"/resident/{theirs.id}")
+        assert sent.status_code in (303, 404) and theirs.name not in sent.text
+        found = client.get("/api/search", params={"q": theirs.kana}).json()
+        assert all(row["resident_id"].startswith(own) for row in found.get("results", []))
+        assert client.get(f"/printed/{other}-B01-0000001.pdf").status_code in (400, 403, 404)
+        assert client.get(f"/emergency/exports/{other}/x").status_code in (403, 404)
+        # The screens this role may not use.
+        token = client.get("/").text.split('name="csrf_token" value="')[1].split('"')[0]
+        for path in FORBIDDEN[role]:
+            assert client.get(path).status_code == 403, (role, "GET", path)
+            assert client.post(path, data={"csrf_token": token}).status_code in (403, 405), (
+                role,
+                "POST",
+                path,
+            )
+        for path in POST_ONLY_FORBIDDEN.get(role, []):
+            assert client.post(path, data={"csrf_token": token}).status_code == 403, (role, path)
+    if role == "supervisor" and shutil.which("chromium"):
+        _screenshots(box, login)
+
+
+def _screenshots(box: RoleBox, login: str) -> None:
+    """The main supervisor screens as a supervisor's browser shows them (loopback HTTPS:
+    Chromium treats 127.0.0.1 as a secure origin, so the Secure cookie is sent)."""
+    from netns import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+    from test_box_processes import PASSWORD
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(locale="ja-JP", ignore_https_errors=True)
+            page = context.new_page()
+            page.goto(f"{box.url}/login")
+            page.fill("#login_id", login)
+            page.fill("#password", PASSWORD)
+            with page.expect_navigation():
+                page.click("button[type=submit]")
+            for name in (
+                "supervisor",
+                "supervisor/clerks",
+                "supervisor/audit",
+                "supervisor/registers",
+                "supervisor/modes",
+                "supervisor/deputy",
+                "supervisor/printers",
+                "emergency?case=2",
+                "visiting",
+            ):
+                page.goto(f"{box.url}/{name}")
+                shot = SHOTS / f"supervisor-{name.replace('/', '-').replace('?', '-')}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 1000
+        finally:
+            browser.close()
