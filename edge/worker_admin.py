@@ -25,7 +25,7 @@ Errors come back as {"ok": false, "error": Japanese message}.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -273,7 +273,7 @@ def sealed_registers(worker: TownWorker) -> Storage:
     )
 
 
-def _details(details: dict[str, Any]) -> list[tuple[str, str, bool]]:
+def _details(details: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
     """(label, value, known) for the audit view: Japanese labels where known (an unknown
     key is shown as the technical name it is), はい/いいえ for booleans."""
 
