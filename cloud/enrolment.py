@@ -948,52 +948,36 @@ class HubEnrolment:
                 headers={"cache-control": "no-store"},
             )
 
-        async def enrol(request: Request) -> JSONResponse:
-            body = await request.body()
-            try:
-                if len(body) > MAX_REQUEST_BYTES:
-                    raise _refuse("request", 413, "登録要求が大きすぎます。", "request too large")
-                try:
-                    data = json.loads(body)
-                    if not isinstance(data, dict):
-                        raise ValueError("not an object")
-                except ValueError as exc:
-                    raise _refuse(
-                        "request",
-                        400,
-                        "登録要求の形式が正しくありません。",
-                        f"not a JSON object: {exc}",
-                    ) from exc
-                answer = await run_in_threadpool(self.enrol, data, request.app.state.storage)
-            except EnrolmentError as exc:
-                return JSONResponse(exc.to_json(), exc.status)
-            return JSONResponse(answer, headers={"cache-control": "no-store"})
+        Handler = Callable[[dict[str, Any], Storage], dict[str, Any]]
 
-        async def renew(request: Request) -> JSONResponse:
-            try:
-                body = await request.body()
-                if len(body) > MAX_REQUEST_BYTES:
-                    raise _refuse("request", 413, "更新要求が大きすぎます。", "request too large")
+        def endpoint(handle: Handler) -> Callable[[Request], Any]:
+            async def answer(request: Request) -> JSONResponse:
                 try:
-                    data = json.loads(body)
-                    if not isinstance(data, dict):
-                        raise ValueError("not an object")
-                except ValueError as exc:
-                    raise _refuse(
-                        "request",
-                        400,
-                        "更新要求の形式が正しくありません。",
-                        f"not a JSON object: {exc}",
-                    ) from exc
-                answer = await run_in_threadpool(self.renew, data, request.app.state.storage)
-            except EnrolmentError as exc:
-                return JSONResponse(exc.to_json(), exc.status)
-            return JSONResponse(answer, headers={"cache-control": "no-store"})
+                    body = await request.body()
+                    if len(body) > MAX_REQUEST_BYTES:
+                        raise _refuse("request", 413, "要求が大きすぎます。", "request too large")
+                    try:
+                        data = json.loads(body)
+                        if not isinstance(data, dict):
+                            raise ValueError("not an object")
+                    except ValueError as exc:
+                        raise _refuse(
+                            "request",
+                            400,
+                            "要求の形式が正しくありません。",
+                            f"not a JSON object: {exc}",
+                        ) from exc
+                    result = await run_in_threadpool(handle, data, request.app.state.storage)
+                except EnrolmentError as exc:
+                    return JSONResponse(exc.to_json(), exc.status)
+                return JSONResponse(result, headers={"cache-control": "no-store"})
+
+            return answer
 
         return [
             Route("/api/enrol/challenge", challenge, methods=["POST"]),
-            Route("/api/enrol", enrol, methods=["POST"]),
-            Route("/api/enrol/renew", renew, methods=["POST"]),
+            Route("/api/enrol", endpoint(self.enrol), methods=["POST"]),
+            Route("/api/enrol/renew", endpoint(self.renew), methods=["POST"]),
         ]
 
 

@@ -252,3 +252,13 @@ def test_an_enrolled_box_renews_its_certificate_until_it_is_revoked(
         with pytest.raises(EnrolError, match="取り消されています"):
             renew(url, box, root=root)
         assert (box / "box.cert.json").read_bytes() == before
+
+
+def test_malformed_requests_get_a_clear_400(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RENKEI_HUB_PASSPHRASE", PASSPHRASE)
+    with serve(create_app(world.hub)) as url:
+        for path in ("/api/enrol", "/api/enrol/renew"):
+            for body in (b"not json", b"[1]", b"{}", b"x" * 70_000):
+                response = httpx.post(f"{url}{path}", content=body)
+                assert response.status_code in (400, 413), (path, body[:10])
+                assert "要求" in response.json()["message"]
