@@ -57,6 +57,7 @@ from edge.anchoring import AnchorReporter
 from edge.boxkey import box_signing_key
 from edge.clerks import ClerkOutbox
 from edge.counter_routes import counter_routes
+from edge.counter_routes import status as counter_status
 from edge.discovery import LanDiscovery
 from edge.emergency import ExpiryWatch, banner, break_glass_routes, session_allowed, status_label
 from edge.procedure import EmergencyScreens, push_exports
@@ -383,6 +384,7 @@ def create_app(config: BoxConfig) -> Starlette:
             error=error,
             searched=bool(query) and not error,
             partner=principal and visiting.partner_named(box, principal.town_code, query),
+            status=principal and counter_status(box, principal.town_code),
         )
 
     @auth.require()

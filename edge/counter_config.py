@@ -7,13 +7,15 @@ with every town sealed, so it is plain JSON in the box's data folder (``counter.
 written atomically by the web front (supervisors' screens) and read by the front and by
 the towns' workers. Who changed what is in the audit log (CONFIG_CHANGE), not here.
 
-    {"terminals": {"T02": {"addresses": ["10.233.0.2"], "queue": "office-a4",
+    {"stale_after_minutes": 120,
+     "terminals": {"T02": {"addresses": ["10.233.0.2"], "queue": "office-a4",
                            "printer": "P01", "label": "住民課 窓口2"}},
      "towns": {"15307": {"disaster_mode": false, "fee_exemption": true,
                          "copay_exemption": {"disaster": "…", "valid_from": "2026-11-26",
                                              "valid_until": "2027-02-28",
                                              "reason": "住家の全半壊等"}}}}
 
+``stale_after_minutes`` is the data age past which every counter screen turns amber.
 A terminal is recognised by its address on the town hall's LAN (the box sees the
 browser's address); an address no terminal lists is the default terminal ``T01`` with no
 printer (download only). ``terminal`` and ``printer`` are the codes printed in every
@@ -33,7 +35,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from shared.issuance import CopayExemption
+from shared.issuance import CopayExemption, Policy
 
 FILE_NAME = "counter.json"
 DEFAULT_TERMINAL = "T01"
@@ -71,6 +73,8 @@ class TownModes:
 class CounterConfig:
     terminals: dict[str, Terminal] = field(default_factory=dict)
     towns: dict[str, TownModes] = field(default_factory=dict)
+    # Screens turn amber when the data is older than this (the rules' stale age).
+    stale_after_minutes: int = int(Policy().registry_stale_after.total_seconds() // 60)
 
     # ------------------------------------------------------------------ reading
 
@@ -113,6 +117,7 @@ class CounterConfig:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "stale_after_minutes": self.stale_after_minutes,
             "terminals": {
                 c: {**asdict(t), "addresses": list(t.addresses)} for c, t in self.terminals.items()
             },
@@ -129,6 +134,8 @@ class CounterConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CounterConfig:
         config = cls()
+        if "stale_after_minutes" in data:
+            config.stale_after_minutes = max(1, int(data["stale_after_minutes"]))
         for code, t in dict(data.get("terminals", {})).items():
             config.terminals[code] = Terminal(
                 code=code,

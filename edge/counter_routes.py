@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -64,8 +64,8 @@ LIST_ROLES = frozenset({Role.SUPERVISOR, Role.REPRESENTATIVE, Role.ADMIN})
 
 
 def status(box: Any, town: str) -> dict[str, Any]:
-    """What every counter screen shows: the data's as-of time, amber past the age at
-    which the rules treat it as stale, and whether the hub is reachable."""
+    """What every counter screen shows: the data's as-of time, amber past the configured
+    age (counter.json, by default the rules' stale age), and whether the hub is reachable."""
     text = box.replica.as_of(town)
     try:
         moment = datetime.fromisoformat(text)
@@ -75,7 +75,11 @@ def status(box: Any, town: str) -> dict[str, Any]:
         moment = moment.replace(tzinfo=UTC)
     local = moment.astimezone(JST)
     label = f"{to_wareki(local.date())} {local.hour}時{local.minute:02d}分"
-    stale = datetime.now(UTC) - moment > Policy().registry_stale_after
+    try:
+        limit = timedelta(minutes=counter_config.load(box.config.data_dir).stale_after_minutes)
+    except counter_config.ConfigError:
+        limit = Policy().registry_stale_after
+    stale = datetime.now(UTC) - moment > limit
     return {"as_of_label": label, "stale": stale, "hub": box.hub_reachable}
 
 

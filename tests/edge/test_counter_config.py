@@ -24,6 +24,7 @@ def test_terminals_by_address_and_a_default_without_printer(tmp_path: Path) -> N
 
     counter_config.update(tmp_path, change)
     loaded = counter_config.load(tmp_path)
+    assert loaded.stale_after_minutes == 120  # the rules' stale age by default
     assert loaded.terminal_for("10.0.0.2").queue == "office-a4"
     unknown = loaded.terminal_for("10.0.0.9")
     assert unknown.code == "T01" and not unknown.can_print

@@ -123,6 +123,7 @@ def test_every_document_is_offered_and_issued(
     for document, subject, extra, expected in cases:
         response, form_page = request(client, document, subject, **extra)
         assert f'name="document" value="{document}"' in form_page
+        assert 'class="asof stale"' in form_page  # the export is from the day before
         number = issued(response).split("-", 1)[1]
         text = pdftext(response.content, tmp_path, f"{document}-{len(numbers)}")
         for words in (*expected, "発行番号", number):
@@ -158,6 +159,19 @@ def test_refusals_are_explained_in_japanese(client: httpx.Client, town: TownExpo
         assert "未納があります" in response.text
     garbage, _ = request(client, "kazei", taxed.resident_id, fiscal_year="令和")
     assert garbage.status_code == 400 and "年度は数字で入力してください" in garbage.text
+
+
+def test_a_name_without_a_glyph_is_an_alert_and_its_number_is_voided(
+    client: httpx.Client, town: TownExport
+) -> None:
+    """This box has no town 外字 font: a name with the town's own 外字 cannot be drawn
+    exactly, so nothing is printed — the clerk sees the alert, the number is voided."""
+    pua = next(g.replacement for g in town.gaiji if g.target.value == "町村外字フォント")
+    person = next(r for r in town.residents if pua in r.name and r.id in _free(town))
+    response, _ = request(client, "juminhyo", person.id)
+    assert response.status_code == 400 and "application/pdf" not in response.headers["content-type"]
+    assert "印字できるフォントがありません" in response.text
+    assert "は無効にしました。何も印刷していません" in response.text
 
 
 def test_lists_from_the_district_page(
