@@ -176,7 +176,7 @@ def test_break_glass_opens_once_shows_unratified_and_expires_like_an_activation(
         assert _refused(site, clerk)
     now = time.time()
     # The deputy's activation ends at a minute boundary at least 25 s away (codes carry
-    # whole minutes); the break-glass, started later, outlasts it by at least 15 s.
+    # whole minutes); the break-glass, started later, outlasts it by at least 25 s.
     activation_end = (int(now + 25) // 60 + 1) * 60
     activation = issue_activation(
         site.deputy, host_town="15307", host_box="box-15307", clerks=[site.visitor],
@@ -199,7 +199,7 @@ def test_break_glass_opens_once_shows_unratified_and_expires_like_an_activation(
         assert twice.status_code == 400
 
         started = time.time()
-        minutes = max(1, math.ceil((activation_end + 15 - started) / 60))
+        minutes = max(1, math.ceil((activation_end + 25 - started) / 60))
         glass = _break_glass(supervisor, site.glass, (PASSWORD, PASSWORD), minutes)
         assert glass.status_code == 200, glass.text
         assert "緊急起動を受け付けました（未承認）" in glass.text
