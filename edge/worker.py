@@ -187,6 +187,7 @@ class TownWorker:
         try:
             desk = DeskInfo.from_json(request.get("desk"))
             counter = self._counter()
+            worker_admin.apply_appointments(self, counter)  # 職務代理 registered on the box
             if op == "list":
                 return counter.list_copy(clerk, form, desk, datetime.now(UTC))
             if op == "intake":

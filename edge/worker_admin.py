@@ -26,14 +26,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from edge import emergency_export
 from edge.boxkey import box_signing_key
-from edge.counter import ClerkSession, registers_storage
+from edge.counter import ClerkSession, Counter, registers_storage
 from shared import crypto
-from shared.activation import issue_appointment, issue_revocation
+from shared.activation import (
+    Appointment,
+    Appointments,
+    TownTrust,
+    issue_appointment,
+    issue_revocation,
+)
 from shared.audit import (
     AUDIT,
     KIND_LABELS,
@@ -45,7 +52,7 @@ from shared.audit import (
 from shared.blobs import BlobError, open_blob
 from shared.clerk_records import certificate_of, new_credential, recertify, revocation
 from shared.issuance.registers import IssuanceRegister, daily_report
-from shared.model import Clerk, Role
+from shared.model import Clerk, Official, Role
 from shared.storage import Storage
 
 if TYPE_CHECKING:
@@ -285,6 +292,40 @@ def _details(details: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
         return "" if value is None else str(value)
 
     return [(DETAIL_LABELS.get(k, k), text(v), k in DETAIL_LABELS) for k, v in details.items()]
+
+
+def appointment_officials(appointments: list[Appointment]) -> list[Official]:
+    """Signed 職務代理 appointments (edge/supervisor.py) as the town's officials: each from
+    its start day (JST) to the day before the next one starts."""
+    officials = []
+    ordered = sorted(appointments, key=lambda a: a.start)
+    for n, appointment in enumerate(ordered):
+        start = datetime.fromtimestamp(appointment.start, emergency_export.JST).date()
+        end = None
+        if n + 1 < len(ordered):
+            nxt = datetime.fromtimestamp(ordered[n + 1].start, emergency_export.JST).date()
+            end = nxt - timedelta(days=1)
+            if end < start:  # replaced the same day: the later one signs that day
+                continue
+        officials.append(
+            Official(appointment.name, appointment.title, start, end, appointment.acting_for_mayor)
+        )
+    return officials
+
+
+def apply_appointments(worker: TownWorker, counter: Counter) -> None:
+    """The certificates' 認証者 follows the appointments registered on this box, on top
+    of the officials the core system exported (re-verified on every read)."""
+    exported = worker.__dict__.setdefault("exported_town", counter.town)
+    public = worker.replica.town_public(worker.town)
+    if public is None:
+        return
+    certificates = worker.replica.certificates(worker.town)
+    book = Appointments(
+        worker.storage, town=worker.town, trust=lambda _town: TownTrust.of(public, certificates)
+    )
+    appointed = appointment_officials(book.all())
+    counter.town = replace(exported, officials=(*exported.officials, *appointed))
 
 
 def register(worker: TownWorker) -> IssuanceRegister:

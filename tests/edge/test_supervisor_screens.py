@@ -6,6 +6,7 @@ the printer screen without CUPS queues."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,11 +98,23 @@ def test_only_a_representative_switches_disaster_mode(box: RoleBox) -> None:
         switched = _post(client, "/supervisor/modes", disaster_mode="1", fee_exemption="1")
         assert switched.status_code == 200 and "宣言中" in switched.text
         assert "適用中" in switched.text
-        copay = _post(client, "/supervisor/modes", copay="1", copay_disaster="令和8年 試験の地震",
-                      copay_from="2026-11-26", copay_until="2027-02-28")  # fmt: skip
+        copay = _post(
+            client,
+            "/supervisor/modes",
+            copay="1",
+            copay_disaster="令和8年 試験の地震",
+            copay_from="2026-11-26",
+            copay_until="2027-02-28",
+        )
         assert copay.status_code == 200 and "宣言中：令和8年 試験の地震" in copay.text
-        wrong = _post(client, "/supervisor/modes", copay="1", copay_disaster="x",
-                      copay_from="2027-03-01", copay_until="2027-02-28")  # fmt: skip
+        wrong = _post(
+            client,
+            "/supervisor/modes",
+            copay="1",
+            copay_disaster="x",
+            copay_from="2027-03-01",
+            copay_until="2027-02-28",
+        )
         assert wrong.status_code == 400
         off = _post(client, "/supervisor/modes")
         assert "宣言していません" in off.text and "試験の地震" not in off.text
@@ -143,12 +156,26 @@ def test_registers_and_daily_report_after_an_issue(box: RoleBox, small_export_di
         request_page = client.get(f"/resident/{person.id}")
         assert request_page.status_code == 200
         form = {
-            "csrf_token": csrf(request_page.text), "document": "juminhyo", "subject": person.id,
-            "requester": "本人", "applicant_name": person.name, "applicant_id": person.id,
-            "identity": "顔写真付き書類1点", "documents": "運転免許証", "output": "download",
-        }  # fmt: skip
+            "csrf_token": csrf(request_page.text),
+            "document": "juminhyo",
+            "subject": person.id,
+            "requester": "本人",
+            "applicant_name": person.name,
+            "applicant_id": person.id,
+            "identity": "顔写真付き書類1点",
+            "documents": "運転免許証",
+            "output": "download",
+        }
         issued = client.post("/issue", data=form)
         assert issued.headers["content-type"] == "application/pdf", issued.text[-800:]
+        # Runs after the appointment above: the 認証者 is the acting official from then on.
+        text = subprocess.run(
+            ["pdftotext", "-layout", "-", "-"],
+            input=issued.content,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        assert "職務代理者" in text and "代理" in text.replace("職務代理者", ""), text[-600:]
         page = client.get("/supervisor/registers")
     assert page.status_code == 200
     assert "日計表" in page.text and "1</td>" in page.text  # one copy on the day's line
