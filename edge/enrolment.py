@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from nacl.signing import SigningKey, VerifyKey
 
@@ -150,12 +151,13 @@ def _check_tls(
         )
     if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
         raise EnrolError("TLS 証明書の有効期間外です。", "the TLS certificate is not valid now")
-    ca = tls["ca"].encode() if tls.get("ca") else ca_pem
+    # the CA pinned on the box decides; the one handed over only where none is pinned
+    ca = ca_pem if ca_pem is not None else (tls["ca"].encode() if tls.get("ca") else None)
     if ca is not None:
         try:
             authority = x509.load_pem_x509_certificate(ca)
             cert.verify_directly_issued_by(authority)
-        except (ValueError, TypeError, Exception) as exc:
+        except (ValueError, TypeError, InvalidSignature) as exc:
             raise EnrolError(
                 "TLS 証明書が連合の認証局（CA）で発行されたものではありません。",
                 f"the TLS certificate is not issued by the federation CA: {exc}",

@@ -262,3 +262,28 @@ def test_malformed_requests_get_a_clear_400(world: World, monkeypatch: pytest.Mo
                 response = httpx.post(f"{url}{path}", content=body)
                 assert response.status_code in (400, 413), (path, body[:10])
                 assert "要求" in response.json()["message"]
+
+
+def test_tls_material_from_another_ca_is_refused_and_nothing_is_written(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.tls import create_ca, issue_server_cert, write_server_files
+
+    monkeypatch.setenv("RENKEI_HUB_PASSPHRASE", PASSPHRASE)
+    rogue_ca, rogue_key = create_ca()
+    rogue = tmp_path / "rogue"
+    write_server_files(rogue, *issue_server_cert(rogue_ca, rogue_key, [], ["127.0.0.1"]))
+    (rogue / "federation-ca.crt").write_bytes(rogue_ca)  # handed over with it: not trusted
+    box, tls = tmp_path / "box", tmp_path / "tls"
+    with serve(create_app(world.hub)) as url, pytest.raises(EnrolError, match="認証局"):
+        enrol(
+            url,
+            _token(world, tls=False),
+            box,
+            root=world.root.verify_key,
+            tls_dir=tls,
+            from_dir=rogue,
+            ca_file=world.ca,
+        )
+    assert not (box / "box.cert.json").exists() and not tls.exists()
+    assert not (box / "federation.json").exists()
