@@ -21,6 +21,7 @@ from urllib.parse import urldefrag, urljoin, urlparse
 import httpx
 import pytest
 from box_roles import HOST, PARTNER, RoleBox, role_box
+from test_box_processes import PASSWORD, _log_in
 
 from edge.supervisor import list_queues
 from shared.model import TownExport
@@ -361,3 +362,34 @@ def _screenshots(box: RoleBox, login: str) -> None:
                 assert shot.stat().st_size > 1000
         finally:
             browser.close()
+
+
+def test_crawl_without_login_and_a_visitor_without_activation(
+    box: RoleBox, towns: dict[str, TownExport]
+) -> None:
+    """Nobody logged in — and a partner's roster clerk whose activation does not exist —
+    reaches only the login, the visiting desk and the QR check, all Japanese, no data."""
+    foreign = _markers(towns[HOST]) + _markers(towns[PARTNER]) + _markers(towns["15581"])
+    logins = {w for q in list_queues() for w in WORD.findall(q["name"])}
+    protected = [
+        "/",
+        "/supervisor",
+        "/supervisor/clerks",
+        "/emergency",
+        "/districts",
+        "/intake",
+        "/activation",
+        f"/resident/{towns[HOST].residents[0].id}",
+    ]
+    with box.client() as client:
+        crawl = Crawl(client, box.url, foreign, logins)
+        crawl.visit(["/login", "/visiting", "/verify", *protected])
+        assert not crawl.problems, "\n".join(crawl.problems[:20])
+        for path in protected:
+            response = client.get(path)
+            assert response.status_code == 303 and "/login" in response.headers["location"]
+        assert client.get("/api/search", params={"q": "ア"}).status_code == 401
+        # A roster clerk of 出雲崎町 with no activation naming them: refused at the login.
+        refused = _log_in(client, PARTNER, box.visitors[1], PASSWORD)
+        assert refused.status_code == 403 and "利用開始" in refused.text
+        assert client.get("/").status_code == 303
