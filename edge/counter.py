@@ -86,6 +86,7 @@ class DeskInfo:
     terminal: str = counter_config.DEFAULT_TERMINAL
     printer: str = counter_config.DEFAULT_PRINTER
     queue: str = ""
+    host_town: str = ""  # the town whose office the box stands in ("" = the issuing town)
     host_office: str = ""
     audit_head: bytes = bytes(32)
 
@@ -97,6 +98,7 @@ class DeskInfo:
             terminal=check_part(str(data.get("terminal", "T01")), "端末"),
             printer=check_part(str(data.get("printer", "P01")), "プリンタ"),
             queue=str(data.get("queue", "")),
+            host_town=str(data.get("host_town", ""))[:5],
             host_office=str(data.get("host_office", ""))[:60],
             audit_head=head if len(head) == 32 else bytes(32),
         )
@@ -242,7 +244,10 @@ class Counter:
         printing_on = str(form.get("output", "")) == "print"
         if printing_on and not desk.queue:
             raise CounterError(NO_PRINTER)
-        office_desk = Desk(self.town.code, self.box_id, desk.terminal, desk.printer)
+        # The host's office: a visiting clerk's cash is the stricken town's revenue, shown
+        # to the host's cashier as held for it (日計表).
+        host = desk.host_town or self.town.code
+        office_desk = Desk(host, self.box_id, desk.terminal, desk.printer)
         entries = self.office.issue(
             decision, self.data, office_desk, Operator(clerk.login_id, self.town.code), now
         )

@@ -99,6 +99,7 @@ def desk_for(box: Any, request: Request, principal: auth.Principal) -> dict[str,
         "terminal": terminal.code,
         "printer": terminal.printer,
         "queue": terminal.queue,
+        "host_town": host,
         "host_office": host_office,
         "audit_head": head.hex(),
     }

@@ -40,16 +40,20 @@ class CounterBox:
     hub_port: int
     clerk: str  # a clerk on the roster (no supervisor role needed)
     supervisor: str
+    visitor: str = ""  # 出雲崎町 (15405) roster clerk, with partner=True
+    deputy: crypto.ClerkKeys | None = None  # a 15405 deputy who signs activations
 
     def client(self) -> httpx.Client:
         context = ssl.create_default_context(cafile=self.ca_file)
         return httpx.Client(base_url=self.url, verify=context, timeout=120)
 
-    def log_in(self, client: httpx.Client, login_id: str | None = None) -> None:
+    def log_in(
+        self, client: httpx.Client, login_id: str | None = None, town: str = "15307"
+    ) -> None:
         for _ in range(5):
             client.get("/login").raise_for_status()
             token = client.cookies.get("renkei_login_csrf")
-            form = {"csrf_token": token, "town": "15307", "login_id": login_id or self.clerk,
+            form = {"csrf_token": token, "town": town, "login_id": login_id or self.clerk,
                     "password": PASSWORD}  # fmt: skip
             response = client.post("/login", data=form)
             if response.status_code == 303:
@@ -84,7 +88,11 @@ def start_hub(hub_data: Path, port: int) -> subprocess.Popen[bytes]:
 
 @contextmanager
 def counter_box(
-    root: Path, export_dir: Path, counter_json: dict[str, Any] | None = None
+    root: Path,
+    export_dir: Path,
+    counter_json: dict[str, Any] | None = None,
+    *,
+    partner: bool = False,
 ) -> Iterator[CounterBox]:
     hub_data = root / "hub"
     hub_data.mkdir()
@@ -96,6 +104,16 @@ def counter_box(
     supervisor = next(c for c in clerks if Role.SUPERVISOR in c.roles)
     for person in (clerk, supervisor):
         custody.provision_clerk(storage, person, PASSWORD, kdf_limits=crypto.INTERACTIVE)
+    visitor, deputy_keys = "", None
+    if partner:  # a visiting 出雲崎町 clerk, and a deputy of theirs to sign an activation
+        partners = read_town(export_dir / "15405").clerks
+        roster = next(c for c in partners if c.on_roster and c.deputy_rank == 0)
+        deputy = next(c for c in partners if c.deputy_rank > 0 and Role.REPRESENTATIVE in c.roles)
+        for person in (roster, deputy):
+            custody.provision_clerk(storage, person, PASSWORD, kdf_limits=crypto.INTERACTIVE)
+        record = json.loads(storage.load(("15405", "credential", deputy.login_id)) or b"{}")
+        deputy_keys = crypto.unwrap_clerk_keys(bytes.fromhex(record["wrapped"]), PASSWORD)
+        visitor = roster.login_id
     storage.close()
     ca_cert, ca_key = create_ca()
     (root / "ca.crt").write_bytes(ca_cert)
@@ -115,7 +133,7 @@ def counter_box(
     )  # fmt: skip
     fed = CounterBox(
         f"https://127.0.0.1:{box_port}", root / "ca.crt", data, box, hub, hub_port,
-        clerk.login_id, supervisor.login_id,
+        clerk.login_id, supervisor.login_id, visitor, deputy_keys,
     )  # fmt: skip
     try:
         _wait(f"http://127.0.0.1:{hub_port}", hub, root / "ca.crt")
@@ -129,7 +147,7 @@ def counter_box(
         log.close()
 
 
-def audit_entries(fed: CounterBox, login_id: str) -> tuple[Any, list[Any]]:
+def audit_entries(fed: CounterBox, login_id: str, town: str = "15307") -> tuple[Any, list[Any]]:
     """Open the town's audit chains in the box's store with a clerk's keys: the
     verification report (box chain and clerk-session chains) and every entry, decrypted."""
     from edge.boxkey import box_signing_key
@@ -139,16 +157,16 @@ def audit_entries(fed: CounterBox, login_id: str) -> tuple[Any, list[Any]]:
 
     storage = SqliteStorage(fed.data / "replica.db")
     try:
-        unlocked = BoxReplica(storage).unlock("15307", login_id, PASSWORD)
+        unlocked = BoxReplica(storage).unlock(town, login_id, PASSWORD)
         box_writer = box_writer_id("box-15307")
         writers = {box_writer: box_signing_key(fed.data).verify_key}
-        stored = {key[2] for key, _ in storage.load_range(("15307", AUDIT))}
+        stored = {key[2] for key, _ in storage.load_range((town, AUDIT))}
         for writer in stored:  # clerk sessions of this clerk (e.g. `renkei reprint`)
             if writer.startswith(f"clerk:{login_id}:"):
                 writers[writer] = unlocked.clerk_keys.signing_key.verify_key
         report = verify_town(storage, unlocked.keyring, writers, {}, writers=list(writers))
         entries = []
-        for key, blob in storage.load_range(("15307", AUDIT)):
+        for key, blob in storage.load_range((town, AUDIT)):
             if key[2] not in writers:
                 continue
             _header, plaintext = open_blob(blob, unlocked.keyring, writers.get)
