@@ -12,12 +12,15 @@ cut short or rolled back to an older copy can no longer pass `renkei audit verif
       signature = Ed25519(box key, "renkei audit anchors v1" 0x00 ‖ canonical statement)
       200 {"stored": n, "conflicts": [...]}   (a conflict: a head contradicting an anchor
                                               already held — evidence of a rewritten chain)
-      400 malformed · 403 signature, or a key other than the one pinned for this box
+      400 malformed · 403 signature, or a key that is not the box's enrolled key
 
-The box's key is pinned at the first statement (("federation", "box-key", box id)), as a
-box pins the hub's key until enrolment checks both against the federation root; the hub
-also files it as the audit writer key of `box:<id>` for every town it reports on
-((town, "audit-writer", "box:<id>")), which is where `renkei audit verify` looks.
+No key is trusted on first use: the statement is taken only when the box is enrolled at
+this hub (cloud/enrolment.py `Registry`), not revoked, its box certificate chains to the
+pinned federation root and is valid now, and that certificate certifies exactly the key
+that signed and names the box the statement names (`enrolled_box_key`). A hub with no
+federation root pinned takes no anchors at all. The hub files the certified key as the
+audit writer key of `box:<id>` for every town the box reports on ((town,
+"audit-writer", "box:<id>")), which is where `renkei audit verify` looks.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import nacl.exceptions
@@ -33,8 +37,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from cloud.enrolment import Registry
 from cloud.store import known_towns
 from shared.audit import AnchorStore, AuditConflict, AuditError, ChainHead, box_writer_id
+from shared.crypto import CryptoError, verify_box_certificate
 from shared.storage import Storage
 
 CONTEXT = b"renkei audit anchors v1\x00"
@@ -51,7 +57,28 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def record_statement(storage: Storage, body: Any, *, now: float | None = None) -> dict[str, Any]:
+def enrolled_box_key(registry: Registry, box: str, key: VerifyKey, now: float) -> None:
+    """Refuse (403) unless `key` is the key of box `box`'s enrolment: enrolled here, not
+    revoked, its certificate chaining to the pinned root, valid at `now`, for this box."""
+    root = registry.root()
+    if root is None:
+        raise AnchorRefused("no federation root pinned at this hub: no box is enrolled", 403)
+    row = registry.box(box)
+    if row is None:
+        raise AnchorRefused(f"box {box!r} is not enrolled at this hub", 403)
+    if row.revoked_at is not None:
+        raise AnchorRefused(f"box {box!r} is revoked", 403)
+    try:
+        cert = verify_box_certificate(row.cert(), root, now=datetime.fromtimestamp(now, UTC))
+    except (CryptoError, ValueError) as exc:
+        raise AnchorRefused(f"box {box!r}: certificate does not verify: {exc}", 403) from exc
+    if cert.subject != box or bytes(cert.verify_key) != bytes(key):
+        raise AnchorRefused(f"box {box!r} signed with a key its certificate does not name", 403)
+
+
+def record_statement(
+    storage: Storage, body: Any, registry: Registry, *, now: float | None = None
+) -> dict[str, Any]:
     """Check a box's signed heads and anchor them. Raises AnchorRefused."""
     try:
         statement = body["statement"]
@@ -69,14 +96,9 @@ def record_statement(storage: Storage, body: Any, *, now: float | None = None) -
         key.verify(CONTEXT + canonical(statement), signature)
     except nacl.exceptions.BadSignatureError as exc:
         raise AnchorRefused("signature does not verify", 403) from exc
-    pinned_key = ("federation", "box-key", box)
-    pinned = storage.load(pinned_key)
-    if pinned is None:
-        storage.save(pinned_key, bytes(key).hex().encode())
-    elif pinned.decode() != bytes(key).hex():
-        raise AnchorRefused(f"box {box!r} signed with another key than the pinned one", 403)
-    towns = set(known_towns(storage))
     seen_at = time.time() if now is None else now
+    enrolled_box_key(registry, box, key, seen_at)
+    towns = set(known_towns(storage))
     stored, conflicts = 0, []
     for town, items in sorted(heads.items()):
         if town not in towns:
@@ -101,7 +123,8 @@ def anchor_routes() -> list[Route]:
             return JSONResponse({"error": "too large"}, status_code=413)
         try:
             body = json.loads(raw)
-            result = record_statement(request.app.state.storage, body)
+            state = request.app.state
+            result = record_statement(state.storage, body, state.enrolment.registry)
         except ValueError:
             return JSONResponse({"error": "not JSON"}, status_code=400)
         except AnchorRefused as exc:

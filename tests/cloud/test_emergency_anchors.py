@@ -5,13 +5,16 @@ The real-process tests are tests/edge/test_box_emergency.py and test_box_anchori
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
 
 from cloud.anchors import AnchorRefused, record_statement
 from cloud.emergency import FEED, accept_posted
+from cloud.enrolment import BoxRow, Registry, TokenRow
 from cloud.store import towns_entry
 from edge.anchoring import chain_heads, signed_statement
 from shared.activation import (
@@ -29,7 +32,15 @@ from shared.audit import (
     ChainHead,
     box_writer_id,
 )
-from shared.crypto import ClerkKeys, TownKeys, issue_clerk_certificate
+from shared.crypto import (
+    ClerkKeys,
+    EnrolmentIssuer,
+    FederationRoot,
+    TownKeys,
+    issue_box_certificate,
+    issue_clerk_certificate,
+    issue_issuer_certificate,
+)
 from shared.model import Role
 from shared.storage import MemoryStorage
 
@@ -112,6 +123,44 @@ def test_a_break_glass_is_made_on_the_host_box_not_delivered(hub: MemoryStorage)
     assert refused.value.reason is Refusal.WRONG_KIND
 
 
+ROOT = FederationRoot.generate()
+
+
+def _issuer(root: FederationRoot) -> EnrolmentIssuer:
+    key = SigningKey.generate()
+    cert = issue_issuer_certificate(
+        root, key.verify_key, key.verify_key.to_curve25519_public_key(),
+        issued_at=datetime.fromtimestamp(T0 - 86400, UTC),
+        expires_at=datetime.fromtimestamp(T0 + 400 * 86400, UTC),
+    )  # fmt: skip
+    return EnrolmentIssuer(key, cert)
+
+
+def enrol(registry: Registry, box: str, key: SigningKey, root: FederationRoot = ROOT) -> None:
+    """What `renkei enroll` leaves in the hub's registry: a used token and the box's row
+    with its certificate from the hub's enrolment issuer (chained to `root`)."""
+    cert = issue_box_certificate(
+        _issuer(root), box, town=HOST, sealing_key=key.verify_key.to_curve25519_public_key(),
+        verify_key=key.verify_key, issued_at=datetime.fromtimestamp(T0 - 3600, UTC),
+        expires_at=datetime.fromtimestamp(T0, UTC) + timedelta(days=365),
+    )  # fmt: skip
+    token = TokenRow(f"hash-{box}", box, HOST, T0 - 7200, T0 + 86400, None, None, None, None)
+    registry.add_token(token)
+    row = BoxRow(
+        box, HOST, bytes(key.verify_key).hex(), f"peer-{box}", json.dumps(cert.to_json()),
+        "00", T0 - 3600, None, None, None,
+    )  # fmt: skip
+    assert registry.consume_and_enrol(token, row, T0 - 3600)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    registry = Registry(tmp_path / "hub.db")
+    registry.set_setting("root", bytes(ROOT.verify_key).hex())
+    yield registry
+    registry.close()
+
+
 def _box_heads(entries: int, key: SigningKey) -> MemoryStorage:
     box = MemoryStorage()
     log = AuditLog(box, KEYS[HOST].public)
@@ -121,14 +170,28 @@ def _box_heads(entries: int, key: SigningKey) -> MemoryStorage:
     return box
 
 
-def test_anchors_pin_the_boxs_key_and_move_forward_only(hub: MemoryStorage) -> None:
+def test_anchors_are_taken_from_the_enrolled_key_only(
+    hub: MemoryStorage, registry: Registry
+) -> None:
     key = SigningKey.generate()
     box = _box_heads(3, key)
     heads = chain_heads(box, [HOST, A])
     assert [h["seq"] for h in heads[HOST]] == [3]
-    result = record_statement(hub, signed_statement("box-15307", key, heads, T0), now=T0)
-    assert result == {"stored": 1, "conflicts": []}
     writer = box_writer_id("box-15307")
+
+    # Not enrolled: refused, however well signed — the first statement pins nothing.
+    with pytest.raises(AnchorRefused, match="not enrolled") as refused:
+        record_statement(hub, signed_statement("box-15307", key, heads, T0), registry, now=T0)
+    assert refused.value.status == 403
+    assert AnchorStore(hub, HOST).get(writer) is None
+    assert hub.load((HOST, "audit-writer", writer)) is None
+    # Then it still is not taken on a second try (nothing was pinned by the first).
+    with pytest.raises(AnchorRefused, match="not enrolled"):
+        record_statement(hub, signed_statement("box-15307", key, heads, T0), registry, now=T0)
+
+    enrol(registry, "box-15307", key)
+    result = record_statement(hub, signed_statement("box-15307", key, heads, T0), registry, now=T0)
+    assert result == {"stored": 1, "conflicts": []}
     assert AnchorStore(hub, HOST).get(writer) == ChainHead.from_json(heads[HOST][0])
     assert hub.load((HOST, "audit-writer", writer)) == bytes(key.verify_key).hex().encode()
 
@@ -136,24 +199,68 @@ def test_anchors_pin_the_boxs_key_and_move_forward_only(hub: MemoryStorage) -> N
     intruder = SigningKey.generate()
     fake = {HOST: [ChainHead(writer, 9, bytes(32)).to_json()]}
     with pytest.raises(AnchorRefused) as refused:
-        record_statement(hub, signed_statement("box-15307", intruder, fake, T0))
+        record_statement(hub, signed_statement("box-15307", intruder, fake, T0), registry, now=T0)
     assert refused.value.status == 403
     # The box's key, but a statement altered after signing: refused.
     altered = signed_statement("box-15307", key, heads, T0)
     altered["statement"]["heads"] = fake
     with pytest.raises(AnchorRefused):
-        record_statement(hub, altered)
+        record_statement(hub, altered, registry, now=T0)
     # An older head does not move the anchor back; a different hash at the same seq is
     # reported as a conflict (a rewritten chain).
     older = {HOST: [dict(heads[HOST][0], seq=2)]}
-    assert record_statement(hub, signed_statement("box-15307", key, older, T0))["stored"] == 0
+    stated = signed_statement("box-15307", key, older, T0)
+    assert record_statement(hub, stated, registry, now=T0)["stored"] == 0
     forked = {HOST: [dict(heads[HOST][0], hash="ab" * 32)]}
-    result = record_statement(hub, signed_statement("box-15307", key, forked, T0))
+    result = record_statement(hub, signed_statement("box-15307", key, forked, T0), registry, now=T0)
     assert result["stored"] == 0 and result["conflicts"][0]["writer"] == writer
     assert AnchorStore(hub, HOST).get(writer) == ChainHead.from_json(heads[HOST][0])
 
+    # Revoked: refused from then on.
+    registry.revoke("box-15307", "lost", T0 + 10)
+    newer = {HOST: [dict(heads[HOST][0], seq=4)]}
+    with pytest.raises(AnchorRefused, match="revoked"):
+        record_statement(hub, signed_statement("box-15307", key, newer, T0), registry, now=T0)
 
-def test_a_malformed_statement_is_refused(hub: MemoryStorage) -> None:
+
+def test_a_certificate_from_another_root_or_for_another_box_is_refused(
+    hub: MemoryStorage, registry: Registry
+) -> None:
+    key, other = SigningKey.generate(), SigningKey.generate()
+    heads = chain_heads(_box_heads(1, key), [HOST])
+    enrol(registry, "box-rogue", key, root=FederationRoot.generate())  # not our root
+    with pytest.raises(AnchorRefused, match="does not verify"):
+        record_statement(hub, signed_statement("box-rogue", key, heads, T0), registry, now=T0)
+    enrol(registry, "box-other", other)
+    # box-other is enrolled, but the statement in its name is signed by another key
+    with pytest.raises(AnchorRefused, match="does not name"):
+        record_statement(hub, signed_statement("box-other", key, heads, T0), registry, now=T0)
+    assert (
+        record_statement(hub, signed_statement("box-other", other, heads, T0), registry, now=T0)[
+            "conflicts"
+        ]
+        == []
+    )
+    # after its certificate expired
+    later = T0 + 400 * 86400
+    with pytest.raises(AnchorRefused, match="does not verify"):
+        record_statement(hub, signed_statement("box-other", other, heads, T0), registry, now=later)
+
+
+def test_a_hub_without_a_federation_root_takes_no_anchors(
+    hub: MemoryStorage, tmp_path: Path
+) -> None:
+    key = SigningKey.generate()
+    heads = chain_heads(_box_heads(1, key), [HOST])
+    bare = Registry(tmp_path / "bare.db")
+    try:
+        with pytest.raises(AnchorRefused, match="no federation root"):
+            record_statement(hub, signed_statement("box-15307", key, heads, T0), bare, now=T0)
+    finally:
+        bare.close()
+
+
+def test_a_malformed_statement_is_refused(hub: MemoryStorage, registry: Registry) -> None:
     with pytest.raises(AnchorRefused) as refused:
-        record_statement(hub, {"statement": {"box": "x"}, "key": "00", "signature": ""})
+        record_statement(hub, {"statement": {"box": "x"}, "key": "00", "signature": ""}, registry)
     assert refused.value.status == 400

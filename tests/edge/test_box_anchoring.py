@@ -1,6 +1,8 @@
-"""Audit chain heads anchored at the hub, with real processes: the box sends its signed
-heads, the hub keeps them, and `renkei audit verify` then names a box log rolled back to
-an older copy or cut short after anchoring — while the intact log passes."""
+"""Audit chain heads anchored at the hub, with real processes: the box, enrolled with
+`renkei enroll` (its certificate chaining to the federation root), sends its signed heads,
+the hub keeps them, and `renkei audit verify` then names a box log rolled back to an older
+copy or cut short after anchoring — while the intact log passes. Heads signed by a key
+that is not an enrolled box's are refused."""
 
 from __future__ import annotations
 
@@ -17,16 +19,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from enrolment_world import certify_issuer
 from nacl.signing import SigningKey
 from servers import free_port
 from test_box_processes import PASSWORD, _log_in, _wait
 
 from cloud.custody import Custody
+from cloud.enrolment import Registry, create_issuer_key
 from cloud.importer import import_export
 from edge.anchoring import signed_statement
 from edge.tls import create_ca, issue_server_cert, write_server_files
 from shared import crypto
 from shared.audit import AnchorStore, ChainHead, entry_key
+from shared.crypto import FederationRoot
 from shared.export_csv import read_town
 from shared.model import Role
 from shared.storage import SqliteStorage
@@ -60,21 +65,35 @@ def site(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> It
     custody.provision_clerk(storage, supervisor, PASSWORD, kdf_limits=crypto.INTERACTIVE)
     storage.close()
     custody.save(root / "hub", HUB_PASSPHRASE)
+    federation = FederationRoot.generate()
+    registry = Registry(root / "hub" / "hub.db")
+    registry.set_setting("root", bytes(federation.verify_key).hex())
+    issuer = create_issuer_key(root / "hub", HUB_PASSPHRASE)
+    registry.set_setting("issuer_key", bytes(issuer.verify_key).hex())
+    registry.close()
+    certify_issuer(root / "hub", federation, 30)
     ca_cert, ca_key = create_ca()
     (root / "ca.crt").write_bytes(ca_cert)
     write_server_files(root / "tls", *issue_server_cert(ca_cert, ca_key, [], ["127.0.0.1"]))
     hub_port, box_port = free_port(), free_port()
+    env = {**os.environ, "RENKEI_HUB_PASSPHRASE": HUB_PASSPHRASE}
     hub = subprocess.Popen(
         [sys.executable, "-m", "renkei", "hub", "--data", str(root / "hub"),
-         "--port", str(hub_port)]
+         "--port", str(hub_port)], env=env,
     )  # fmt: skip
+    try:
+        _wait(f"http://127.0.0.1:{hub_port}", hub, root / "ca.crt")
+        _enrol(root, f"http://127.0.0.1:{hub_port}", federation, env)
+    except BaseException:
+        hub.terminate()
+        hub.wait(timeout=15)
+        raise
     box = subprocess.Popen(
         [sys.executable, "-m", "renkei", "box", "--hub", f"http://127.0.0.1:{hub_port}",
          "--town", "15307", "--port", str(box_port), "--data", str(root / "box" / "data"),
          "--tls", str(root / "tls")]
     )  # fmt: skip
     try:
-        _wait(f"http://127.0.0.1:{hub_port}", hub, root / "ca.crt")
         _wait(f"https://127.0.0.1:{box_port}", box, root / "ca.crt")
         yield Site(
             f"https://127.0.0.1:{box_port}", f"http://127.0.0.1:{hub_port}", root,
@@ -85,6 +104,27 @@ def site(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> It
             if process.poll() is None:
                 process.terminate()
                 process.wait(timeout=15)
+
+
+def _enrol(root: Path, hub_url: str, federation: FederationRoot, env: dict[str, str]) -> None:
+    """`renkei enrolment token` at the hub, then `renkei enroll` on the box."""
+
+    def renkei(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "renkei", *args], capture_output=True, text=True,
+            env=env, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    token = renkei(
+        "enrolment", "token", "--data", str(root / "hub"), "--box", "box-15307",
+        "--town", "15307",
+    ).strip()  # fmt: skip
+    renkei(
+        "enroll", "--hub", hub_url, "--token", token, "--data", str(root / "box" / "data"),
+        "--tls", str(root / "tls"), "--root", bytes(federation.verify_key).hex(),
+    )  # fmt: skip
 
 
 def _activity(site: Site, logins: int) -> None:
@@ -174,15 +214,19 @@ def test_a_rolled_back_or_cut_box_log_is_named_after_anchoring(site: Site) -> No
 
 
 def test_the_hub_refuses_heads_signed_by_another_key_for_the_box(site: Site) -> None:
-    """Runs after the box's key was pinned by its first statement."""
+    """Neither another key in the enrolled box's name nor an unenrolled box is taken."""
     intruder = SigningKey.generate()
     forged = signed_statement(
         "box-15307", intruder, {"15307": [ChainHead(WRITER, 999, bytes(32)).to_json()]}, 0.0
     )
     response = httpx.post(f"{site.hub_url}/api/audit/anchors", json=forged, timeout=30)
     assert response.status_code == 403
-    altered = dict(forged, key=forged["key"])
-    altered["statement"] = dict(forged["statement"], box="box-other")
-    assert httpx.post(f"{site.hub_url}/api/audit/anchors", json=altered).status_code == 403
+    assert "does not name" in response.json()["error"]
+    stranger = signed_statement(
+        "box-other", intruder, {"15307": [ChainHead("box:box-other", 1, bytes(32)).to_json()]},
+        0.0,
+    )  # fmt: skip
+    refused = httpx.post(f"{site.hub_url}/api/audit/anchors", json=stranger, timeout=30)
+    assert refused.status_code == 403 and "not enrolled" in refused.json()["error"]
     anchor = _hub_anchor(site)
     assert anchor is not None and anchor.seq != 999
