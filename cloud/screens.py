@@ -65,6 +65,9 @@ def store_export(storage: Storage, town: str, name: str, blob: bytes) -> str:
         return f"not a sealed export: {exc}"
     if header.town != town or header.document != EXPORT_PREFIX + name:
         return "the export names another town or file"
+    held = storage.load((town, "export-in", name))
+    if held is not None:  # a box sends again after a lost answer; nobody replaces a file
+        return "" if held == blob else "another file of that name is held"
     meta = {
         "received_at": time.time(),
         "box": header.writer_id.removeprefix("export:"),

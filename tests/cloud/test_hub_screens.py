@@ -132,6 +132,11 @@ def test_intake_queue_lists_exports_the_boxes_handed_over(hub: tuple[str, Path, 
             client.post("/api/exports/15307/renkei-export-15307-1", content=sealed).status_code
             == 200
         )
+        again = client.post("/api/exports/15307/renkei-export-15307-1", content=sealed)
+        assert again.status_code == 200  # the same file sent twice is taken once
+        other = _export("15307", box_key, custody.ring("15307"), "renkei-export-15307-1")
+        replaced = client.post("/api/exports/15307/renkei-export-15307-1", content=other)
+        assert replaced.status_code == 400  # nobody replaces a file the hub holds
         assert _log_in(client).status_code == 303
         page = client.get("/operator/intake")
     assert "renkei-export-15307-1" in page.text and "B01" in page.text
