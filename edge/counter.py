@@ -14,6 +14,8 @@ gets back the decision and, when issued, the numbers, the fee and the PDF.
                                       or the refusal: {"issued": false, "reason", "tell_applicant"}
     list_copy(clerk, form, desk, now) -> the same for a list copy ("list_number" too)
     printed(number)                -> the PDF kept for a 発行番号
+    take_intake(clerk, form, desk, now) -> an application recorded (edge.intake), its receipt
+    export(clerk, form, desk, now) -> a CSV sealed to the town (edge.exports)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from edge import counter_config
-from edge.documents import BY_KEY, CounterFormError, parse_request
+from edge.documents import BY_KEY, CounterFormError, choices, parse_request
 from edge.intake import FORM_KINDS, IntakeBook, IntakeError
 from edge.webfont import gaiji_table
 from shared import crypto
@@ -153,17 +155,15 @@ class Counter:
     # ------------------------------------------------------------------ views
 
     def household(self, resident_id: str, today: date) -> dict[str, Any] | None:
-        from edge.documents import choices
-
         resident = self.data.residents.get(resident_id)
         if resident is None:
             return None
-        home = resident.household_id
-        members = [r for r in self.data.residents.values() if r.household_id == home]
+        members = self.data.members_of(resident.household_id, living_only=False)
+        table = gaiji_table(self.gaiji)
         return {
             "household_id": resident.household_id,
             "members": [
-                {"id": r.id, "name": r.name.translate(gaiji_table(self.gaiji)), "kana": r.kana,
+                {"id": r.id, "name": r.name.translate(table), "kana": r.kana,
                  "relationship": r.relationship,
                  "removed": r.removal is not None}
                 for r in sorted(members, key=lambda r: (r.relationship != "世帯主", r.birth_date))
