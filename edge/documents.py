@@ -43,7 +43,6 @@ from typing import Any
 
 from shared.issuance import (
     Applicant,
-    Decision,
     DocumentKind,
     IdDocumentKind,
     Identity,
@@ -308,14 +307,3 @@ def choices(data: TownData, resident_id: str, today: date) -> dict[str, Any]:
         "nhi_member": member is not None,
         "my_number_insurance": bool(member and member.has_my_number_insurance),
     }
-
-
-def documents_for_display() -> list[dict[str, Any]]:
-    return [
-        {"key": d.key, "label": d.label, "fields": sorted(f.value for f in d.fields)}
-        for d in COUNTER_DOCUMENTS
-    ]
-
-
-def decision_items(decision: Decision) -> dict[str, bool]:
-    return {k: item in decision.items for k, item in FORM_ITEMS.items()}
