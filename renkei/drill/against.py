@@ -107,8 +107,8 @@ def run_against(
                 issued_check = Check("住民票（見本）の交付")
                 drill.row(town, issuance_row(situation, JUMINHYO).number).add(issued_check)
                 try:
-                    issued = counter.issue_juminhyo(
-                        subject["resident_id"], subject["kana"], subject["name"]
+                    issued = counter.issue(
+                        "juminhyo", subject["resident_id"], subject["kana"], subject["name"]
                     )
                 except FlowError as exc:
                     issued_check.see("refusal", str(exc))

@@ -30,7 +30,8 @@ USER_AGENTS = {
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 _RESIDENT_LINK = re.compile(r'href="/resident/([^"]+)"')
-_FILENAME = re.compile(r'filename="[a-z]+-([^"]+)\.pdf"')
+_FILENAME = re.compile(r'filename="[a-z_]+-([^"]+)\.pdf"')
+_DISTRICT = re.compile(r'<select id="district" name="district">\s*<option value="([^"]+)"')
 
 
 def client_for(url: str, ca_file: Path | None, agent: str = "current") -> httpx.Client:
@@ -126,8 +127,16 @@ class Counter:
     def search_page(self, query: str) -> httpx.Response:
         return self.http.get("/", params={"q": query})
 
-    def issue_juminhyo(self, subject_id: str, kana: str, applicant: str) -> Issued:
-        """Search → household → request form → PDF, timed from the search."""
+    def issue(
+        self,
+        document: str,
+        subject_id: str,
+        kana: str,
+        applicant: str,
+        extra: dict[str, str] | None = None,
+    ) -> Issued:
+        """Search → household → the request form for `document` → PDF, timed from the
+        search (docs/counter.md: `GET /resident/{id}?document=KEY`, `POST /issue`)."""
         steps: list[tuple[str, int, float]] = []
         started = time.monotonic()
 
@@ -138,30 +147,57 @@ class Counter:
         at = time.monotonic()
         found = step(f"GET /?q={kana}", self.search_page(kana), at)
         links = _RESIDENT_LINK.findall(found.text)
-        if found.status_code != 200 or subject_id not in links:
+        if found.status_code != 200 or not any(link.startswith(subject_id) for link in links):
             raise FlowError(f"検索で対象者が見つかりません（{found.status_code}）", steps)
         at = time.monotonic()
-        page = step(f"GET /resident/{subject_id}", self.http.get(f"/resident/{subject_id}"), at)
+        path = f"/resident/{subject_id}?document={document}"
+        page = step(f"GET {path}", self.http.get(f"/resident/{subject_id}",
+                                                 params={"document": document}), at)  # fmt: skip
         if page.status_code != 200 or 'action="/issue"' not in page.text:
             raise FlowError(f"請求画面が開きません（{page.status_code}）", steps)
         form = {
-            "csrf_token": csrf(page.text), "subject": subject_id, "requester": "本人",
-            "applicant_name": applicant, "applicant_id": subject_id,
-            "identity": "顔写真付き書類1点", "documents": "運転免許証",
+            "csrf_token": csrf(page.text), "document": document, "subject": subject_id,
+            "requester": "本人", "applicant_name": applicant, "applicant_id": subject_id,
+            "identity": "顔写真付き書類1点", "documents": "運転免許証", "copies": "1",
+            "output": "download", **(extra or {}),
         }  # fmt: skip
         at = time.monotonic()
-        issued = step("POST /issue（本人・運転免許証）", self.http.post("/issue", data=form), at)
-        seconds = time.monotonic() - started
-        if issued.headers.get("content-type", "") != "application/pdf":
-            raise FlowError(f"交付されません（{issued.status_code}）: {_alert(issued.text)}", steps)
-        named = _FILENAME.search(issued.headers.get("content-disposition", ""))
-        return Issued(named.group(1) if named else "", issued.content, seconds, steps)
+        issued = step(f"POST /issue（{document}・本人・運転免許証）",
+                      self.http.post("/issue", data=form), at)  # fmt: skip
+        return _document(issued, time.monotonic() - started, steps)
+
+    def issue_list(self) -> Issued:
+        """The districts page → a 大字's 全住民一覧 (`POST /list`), timed from the page."""
+        steps: list[tuple[str, int, float]] = []
+        started = time.monotonic()
+        page = self.http.get("/districts")
+        steps.append(("GET /districts", page.status_code, round(time.monotonic() - started, 3)))
+        district = _DISTRICT.search(page.text)
+        if page.status_code != 200 or district is None:
+            raise FlowError(f"大字別の名簿の画面が開きません（{page.status_code}）", steps)
+        form = {
+            "csrf_token": csrf(page.text), "list": "all", "district": district.group(1),
+            "recipient": "災害対策本部", "purpose": "安否確認", "leaves_office": "1",
+            "output": "download",
+        }  # fmt: skip
+        at = time.monotonic()
+        issued = self.http.post("/list", data=form)
+        steps.append((f"POST /list（{district.group(1)}・災害対策本部・安否確認）",
+                      issued.status_code, round(time.monotonic() - at, 3)))  # fmt: skip
+        return _document(issued, time.monotonic() - started, steps)
 
     def activation(self, code: str) -> httpx.Response:
         page = self.http.get("/activation")
         return self.http.post(
             "/activation", data={"csrf_token": csrf(page.text), "code": code, "action": "accept"}
         )
+
+
+def _document(response: httpx.Response, seconds: float, steps: list[Any]) -> Issued:
+    if response.headers.get("content-type", "") != "application/pdf":
+        raise FlowError(f"交付されません（{response.status_code}）: {_alert(response.text)}", steps)
+    named = _FILENAME.search(response.headers.get("content-disposition", ""))
+    return Issued(named.group(1) if named else "", response.content, seconds, steps)
 
 
 class FlowError(Exception):

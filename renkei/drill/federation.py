@@ -90,6 +90,7 @@ class Subject:
     name: str
     kana: str
     ivs: bool
+    extra: dict[str, str] = field(default_factory=dict)  # the form's document fields
 
 
 @dataclass
@@ -134,6 +135,8 @@ class LocalFederation:
     boxes: dict[str, BoxProcess] = field(default_factory=dict)
     clerks: dict[str, TownClerks] = field(default_factory=dict)
     subjects: dict[str, Subject] = field(default_factory=dict)
+    # per town and document key (docs/counter.md): who the drill asks it for
+    requests: dict[str, dict[str, Subject]] = field(default_factory=dict)
     exports: dict[str, Any] = field(default_factory=dict)  # town → TownExport
     custody: Any = None
     ca_file: Path = Path()
@@ -184,6 +187,7 @@ class LocalFederation:
             for code in TOWNS:
                 self.clerks[code] = self._provision(storage, code)
                 self.subjects[code] = self._subject(code)
+                self.requests[code] = self._requests(code)
             self.hub_port = free_port()
             for code in TOWNS:
                 self.boxes[code] = self._box(code)
@@ -229,6 +233,34 @@ class LocalFederation:
         with_ivs = [r for r in alive if any(0xE0100 <= ord(ch) <= 0xE01EF for ch in r.name)]
         person = (with_ivs or alive)[0]
         return Subject(person.id, person.name, person.kana, bool(with_ivs))
+
+    def _requests(self, code: str) -> dict[str, Subject]:
+        """住民票 for the variation-sequence name; 納税証明書 (個人住民税) for a taxpayer
+        with bills that year; 資格確認書 for a current NHI member without a マイナ保険証
+        (who gets the 資格情報のお知らせ instead)."""
+        from shared.model import TaxKind
+
+        export = self.exports[code]
+        blocked = {p for b in export.support_blocks for p in b.protected_ids}
+        alive = {r.id: r for r in export.residents if r.removal is None and r.id not in blocked}
+        chosen = {"juminhyo": self.subjects[code]}
+        bills = sorted(
+            ((i.fiscal_year, i.taxpayer_id) for i in export.installments
+             if i.tax is TaxKind.RESIDENT and i.taxpayer_id in alive),
+            reverse=True,
+        )  # fmt: skip
+        if bills:
+            year, payer = bills[0]
+            person = alive[payer]
+            fields = {"fiscal_year": str(year), "tax_kind": TaxKind.RESIDENT.value}
+            chosen["nozei"] = Subject(person.id, person.name, person.kana, False, fields)
+        member = next((m for m in export.nhi_members if m.lost is None and m.resident_id in alive
+                       and not m.has_my_number_insurance),
+                      None)  # fmt: skip
+        if member is not None:
+            person = alive[member.resident_id]
+            chosen["shikaku_kakunin"] = Subject(person.id, person.name, person.kana, False)
+        return chosen
 
     def _box(self, code: str) -> BoxProcess:
         from cloud.faultproxy import FaultProxy

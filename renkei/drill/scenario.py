@@ -44,18 +44,23 @@ from renkei.drill.rows import (
     DOCUMENT_LABELS,
     DOCUMENTS,
     JUMINHYO,
+    LIST,
+    NHI,
     NORMAL,
     ROWS,
     SEED_SECONDS,
+    SITUATION_LABELS,
+    TAX,
     TOWN_NAMES,
     issuance_row,
     timing_row,
 )
 
-NOT_YET = (
-    "この文書の発行経路が連携ボックスの窓口にまだありません"
-    "（税証明・資格確認書・全住民一覧は docs/counter.md の到着待ち）"
-)
+UNIQUE_NUMBER = "発行番号の一意性"
+NO_SUBJECT = "この町村の合成データにこの文書の対象者がいません"
+# The report's documents → the counter's document keys (docs/counter.md); the 全住民一覧
+# comes from the districts page instead.
+DOCUMENT_KEYS = {JUMINHYO: "juminhyo", TAX: "nozei", NHI: "shikaku_kakunin"}
 AGENTS = {NORMAL: "current", CASE1: "xp", CASE2: "win7", CASE3: "current"}
 GLYPH_ROWS = {CASE1: 11, CASE2: 20, CASE3: 28}
 NO_JS_ROWS = {CASE1: 10, CASE2: 18}
@@ -107,6 +112,8 @@ class Drill:
     hub_down_at: float = 0.0
     error: str = ""
     _last_shown: dict[tuple[str, str], str] = field(default_factory=dict)
+    # every 発行番号 handed over in this drill, per town: where it was issued
+    numbers: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for town in self.towns:
@@ -458,7 +465,8 @@ class Drill:
         """Rows 8 and 19 on the partner box: the opened replica serves the town's counter
         at the state the hub has (previous day's export)."""
         eight = self.row(town, 8).add(Check("開いた複製が窓口業務を提供"))
-        issued = [c for c in self.row(town, issuance_row(CASE2, JUMINHYO).number).checks]
+        issued = [c for c in self.row(town, issuance_row(CASE2, JUMINHYO).number).checks
+                  if c.name != UNIQUE_NUMBER]  # fmt: skip
         served = [e for c in issued for e in c.evidence if e.kind == "document"]
         for item in served:
             eight.evidence.append(item)
@@ -504,13 +512,21 @@ class Drill:
         first: float | None = None
         for document in DOCUMENTS:
             row = issuance_row(situation, document) if situation != NORMAL else None
-            if document != JUMINHYO:
+            asked = fed.requests[town].get(DOCUMENT_KEYS.get(document, ""))
+            if document != LIST and asked is None:
                 if row is not None:
-                    self.row(town, row.number).add(unverified(DOCUMENT_LABELS[document], NOT_YET))
+                    self.row(town, row.number).add(
+                        unverified(DOCUMENT_LABELS[document], NO_SUBJECT)
+                    )
                 continue
             check = Check(f"{DOCUMENT_LABELS[document]}の交付")
             try:
-                issued = counter.issue_juminhyo(subject.resident_id, subject.kana, subject.name)
+                if document == LIST:
+                    issued: Issued | None = counter.issue_list()
+                else:
+                    assert asked is not None
+                    issued = counter.issue(DOCUMENT_KEYS[document], asked.resident_id,
+                                           asked.kana, asked.name, asked.extra)  # fmt: skip
             except FlowError as exc:
                 for step in exc.steps:
                     check.see("request", f"{step[0]} → {step[1]}（{step[2]:.2f} 秒）")
@@ -530,11 +546,14 @@ class Drill:
                                            issued.pdf, issued.seconds)  # fmt: skip
                 self.times[town].setdefault(situation, {})[document] = round(issued.seconds, 3)
                 self._save_pdf(town, situation, document, issued)
+            unique = self._unique_number(town, situation, document, issued, counter.url)
             if row is not None:
                 result = self.row(town, row.number)
                 result.add(check)
+                if unique is not None:
+                    result.add(unique)
                 result.seconds = issued.seconds if issued else None
-            if situation == NORMAL:
+            if situation == NORMAL or document != JUMINHYO:
                 continue
             if no_js is not None:
                 self._no_js(no_js, counter, check)
@@ -548,10 +567,36 @@ class Drill:
             self._last_shown[(town, situation)] = _shown_as_of(page.text)
         return first
 
+    def _unique_number(
+        self, town: str, situation: str, document: str, issued: Issued | None, url: str
+    ) -> Check | None:
+        """発行番号 are unique across every box and never reused (shared/issuance/
+        numbering.py): a number handed over twice in one drill is a failure of the row."""
+        if issued is None or not issued.number:
+            return None
+        number = issued.number.split(" ")[0]
+        where = f"{SITUATION_LABELS[situation]}・{DOCUMENT_LABELS[document]}・{url}"
+        seen = self.numbers.setdefault(town, {})
+        check = Check(UNIQUE_NUMBER)
+        if number in seen:
+            check.see("document", f"発行番号 {number} は {seen[number]} で交付済みの番号と同じです",
+                      number=number, first=seen[number], again=where)  # fmt: skip
+            check.ok(False, "発行番号が重複しています")
+        else:
+            check.see("document", f"発行番号 {number} はこの訓練で初出（{len(seen)} 件と重複なし）",
+                      number=number)  # fmt: skip
+            check.ok(True)
+            seen[number] = where
+        return check
+
     def _save_pdf(self, town: str, situation: str, document: str, issued: Issued) -> None:
         folder = self.fed.root / "documents"
         folder.mkdir(exist_ok=True)
-        (folder / f"{town}-{situation}-{document}-{issued.number}.pdf").write_bytes(issued.pdf)
+        name = f"{town}-{situation}-{document}-{issued.number}"
+        path = folder / f"{name}.pdf"
+        if path.exists():  # a number handed over twice: keep both copies
+            path = folder / f"{name}-{len(list(folder.glob(name + '*')))}.pdf"
+        path.write_bytes(issued.pdf)
 
     def _no_js(self, row: RowResult, counter: Counter, issued: Check) -> None:
         check = row.add(Check("JavaScriptなしの主要な流れ（古いブラウザ）"))
@@ -591,7 +636,7 @@ class Drill:
         clusters = pdfcheck.variation_clusters(subject.name)
         cells = re.findall(r'<td class="names">(.*?)</td>', page.text, re.S)
         carried = any(all(c in cell for c in clusters) for cell in cells)
-        styled = re.search(r"\.names\s*\{[^}]*IPAmj", page.text) is not None
+        styled = re.search(r"\.names\s*\{[^}]*(IPAmj|RenkeiNames)", page.text) is not None
         screen.see("request", f"GET /?q={subject.kana} → {page.status_code}: 氏名欄に異体字シーケンス"
                    f"{'あり' if carried else 'なし'}、氏名欄の書体 IPAmj明朝 {'指定あり' if styled else '指定なし'}",
                    status=page.status_code)  # fmt: skip

@@ -1,0 +1,191 @@
+"""Each row can fail: the mechanism behind a row is broken on purpose and the drill shows
+that row turn ×.
+
+The breakage is injected into the spawned processes, never through a hook in production
+code: a test-only `sitecustomize.py` on the PYTHONPATH of `renkei drill` reaches every
+process it starts (the hub, the boxes and — through the boxes' environment — the towns'
+workers), and monkeypatches one function in the process it is meant for, recognised by
+its command line. Slow (one short drill per mutation): `pytest -m slow tests/drill`.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from drill_run import rows_of, run_drill
+
+from renkei.drill.evidence import FAIL, PASS
+
+TOWN = "15307"
+
+PRELUDE = """
+import sys
+_argv = sys.orig_argv
+_role = ("worker" if "edge.worker" in _argv else "box" if "box" in _argv
+         else "hub" if "hub" in _argv else "drill" if "drill" in _argv else "")
+"""
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    cases: str  # the drill's --cases
+    broken: tuple[int, ...]  # rows that must turn ×
+    intact: tuple[int, ...]  # rows the breakage must leave ○ (the drill still ran)
+    code: str
+    extra: tuple[str, ...] = ()
+
+
+MUTATIONS = [
+    Mutation("hub-lost-the-import", "", (1,), (3,), """
+if _role == "hub":
+    import cloud.app
+    cloud.app._town_summaries = lambda storage: []
+"""),
+    Mutation("hub-backup-corrupt", "", (2,), (1, 3), """
+if _role == "hub":
+    import shared.storage as s
+    _load = s.SqliteStorage.load
+    def load(self, key):
+        data = _load(self, key)
+        if data and len(key) == 3 and key[1] == "sealed":
+            return data[:-1] + bytes([data[-1] ^ 1])
+        return data
+    s.SqliteStorage.load = load
+"""),
+    Mutation("box-not-enrolled", "", (3,), (1, 2, 4), """
+if _role == "box":
+    import edge.identity_api
+    edge.identity_api.read_enrolment = lambda *args, **kwargs: None
+"""),
+    Mutation("own-replica-not-pulled", "", (4,), (1, 2, 3), """
+if _role == "box":
+    import edge.replica as r
+    _pull = r.BoxReplica._pull_town
+    def pull(self, client, town, public, box_town):
+        return False if town == box_town else _pull(self, client, town, public, box_town)
+    r.BoxReplica._pull_town = pull
+"""),
+    Mutation("as-of-hidden", "", (5,), (4,), """
+if _role == "worker":
+    import edge.town
+    edge.town.OpenTown.as_of_label = property(lambda self: "不明")
+"""),
+    Mutation("plaintext-written-by-worker", "2", (6,), (7, 21), """
+if _role == "worker":
+    import edge.worker as w
+    _unlock = w.TownWorker.unlock
+    def unlock(self, login_id, password):
+        answer = _unlock(self, login_id, password)
+        if self.open is not None:
+            names = [r.name for r in self.open.registry.objects("residents")]
+            (self.data_dir / "worker-cache.txt").write_text("\\n".join(names))
+        return answer
+    w.TownWorker.unlock = unlock
+"""),
+    Mutation("activation-check-disabled", "3", (6, 27, 29), (30,), """
+if _role == "box":
+    import edge.app
+    edge.app.Box.may_open = lambda self, town, login_id: True
+"""),
+    Mutation("login-needs-the-hub", "1", (9,), (4, 5), """
+if _role == "box":
+    import httpx, edge.app
+    _check = edge.app.Box.check_credentials
+    async def check(self, town, login_id, password):
+        try:
+            httpx.get(self.config.hub_url + "/api/health", timeout=3).raise_for_status()
+        except httpx.HTTPError:
+            return None
+        return await _check(self, town, login_id, password)
+    edge.app.Box.check_credentials = check
+"""),
+    Mutation("issuing-needs-javascript", "1", (10,), (9,), """
+if _role == "box":
+    import edge.app
+    from starlette.responses import HTMLResponse
+    _create = edge.app.create_app
+    class NeedsScript:
+        def __init__(self, app):
+            self.app = app
+        async def __call__(self, scope, receive, send):
+            if (scope["type"] == "http" and scope["path"] == "/issue"
+                    and not any(k == b"hx-request" for k, _ in scope["headers"])):
+                page = "<p role='alert'>JavaScriptを有効にしてください。</p>"
+                return await HTMLResponse(page, 400)(scope, receive, send)
+            await self.app(scope, receive, send)
+    edge.app.create_app = lambda config: NeedsScript(_create(config))
+"""),
+    Mutation("variation-selectors-dropped-on-paper", "1", (11,), (9, 12), """
+if _role == "worker":
+    import re
+    import printing.fonts as f
+    _translate = f.FontRegistry.translate
+    def translate(self, text, town_code):
+        return re.sub("[\\U000e0100-\\U000e01ef]", "", _translate(self, text, town_code))
+    f.FontRegistry.translate = translate
+"""),
+    Mutation("counter-cannot-render", "2", (8, 21), (7, 19), """
+if _role == "worker":
+    import edge.counter as c
+    def render(self, *args, **kwargs):
+        raise c.CounterError("印刷の準備ができません。")
+    c.Counter._render = render
+"""),
+    Mutation("slow-counter", "1", (16,), (9, 12), """
+if _role == "worker":
+    import time, edge.worker as w
+    _issue = w.TownWorker.issue
+    def issue(self, capability, form):
+        time.sleep(16)  # more than the report's 12 s for 聖籠町's 住民票 in case 1
+        return _issue(self, capability, form)
+    w.TownWorker.issue = issue
+"""),
+    Mutation("stale-partner-replica", "2", (19,), (7,), """
+if _role == "box":
+    import edge.replica as r
+    _pull = r.BoxReplica._pull_town
+    def pull(self, client, town, public, box_town):
+        changed = _pull(self, client, town, public, box_town)
+        if town != box_town:
+            self.storage.save((town, "as-of"), b"2020-01-01T02:00:00+09:00")
+        return changed
+    r.BoxReplica._pull_town = pull
+"""),
+    Mutation("dead-host-printer", "2", (17,), (21,), """
+if _role == "drill":
+    import os, signal
+    import renkei.drill.federation as f
+    _start = f.LocalFederation._start_printers
+    def start_printers(self):
+        _start(self)
+        for box in self.boxes.values():
+            if box.printer is not None:
+                os.killpg(box.printer.process.pid, signal.SIGKILL)
+                box.printer.process.wait(10)
+    f.LocalFederation._start_printers = start_printers
+"""),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=[m.name for m in MUTATIONS])
+def test_breaking_the_mechanism_turns_its_row_red(mutation: Mutation, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(PRELUDE + textwrap.dedent(mutation.code))
+    code, report, stderr = run_drill(
+        tmp_path, "--towns", TOWN, "--cases", mutation.cases, *mutation.extra, pythonpath=site
+    )
+    rows = rows_of(report, TOWN)
+    for number in mutation.broken:
+        assert rows[number]["result"] == FAIL, (number, rows[number], stderr[-2000:])
+        failing = [c for c in rows[number]["checks"] if c["result"] == FAIL]
+        assert all(c["evidence"] for c in failing)  # a × cites what was received
+    for number in mutation.intact:
+        assert rows[number]["result"] == PASS, (number, rows[number], stderr[-2000:])
+    assert code == 1
