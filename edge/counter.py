@@ -21,6 +21,7 @@ gets back the decision and, when issued, the numbers, the fee and the PDF.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -253,6 +254,7 @@ class Counter:
         )
         copies = []
         for entry in entries:
+            self._keep_request(entry.number, form)
             copies.append(
                 self._produce(
                     entry.number,
@@ -421,6 +423,74 @@ class Counter:
                 reason=exemption.reason,
             )
         raise CounterError(f"「{kind.label}」はこの窓口では印刷できません。")
+
+    def _keep_request(self, number: str, form: dict[str, Any]) -> None:
+        """The form behind a copy, sealed: a jammed copy is reprinted from it."""
+        raw = json.dumps(form, ensure_ascii=False, sort_keys=True).encode()
+        self.registers.save((self.town.code, "request", number), raw)
+
+    def spoil_and_reprint(
+        self,
+        clerk: ClerkSession,
+        number: str,
+        form: dict[str, Any],
+        desk: DeskInfo,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """A jammed or misprinted copy (書き損じ): its number is voided with the reason and
+        its sheets booked as spoiled; the same request is decided again on today's data
+        and printed under a new number that points back to the voided one (the fee
+        carried over, not charged twice)."""
+        raw = self.registers.load((self.town.code, "request", number))
+        if raw is None:
+            raise CounterError(f"発行番号 {number} の請求内容がこの機器にありません。")
+        reason = str(form.get("reason", "")).strip()[:100] or "紙詰まり"
+        try:
+            sheets = max(0, min(int(str(form.get("sheets", "1")) or "1"), 50))
+        except ValueError as exc:
+            raise CounterError("損じた枚数は数字で入力してください。") from exc
+        original = json.loads(raw)
+        request = parse_request(self.town.code, original)
+        wants_reduction = str(original.get("reduction", "")) == "disaster"
+        decision = decide(request, self.context(now, fee_exemption=wants_reduction))
+        operator = Operator(clerk.login_id, self.town.code)
+        try:
+            self.office.spoil(number, at=now, reason=reason, sheets=sheets, operator=operator)
+        except IssuanceError as exc:
+            raise CounterError(str(exc)) from exc
+        if not decision.issued:
+            refusal = decision.refusal
+            return {
+                "ok": True, "issued": False, "spoiled": number,
+                "outcome": decision.outcome.value, "document": request.document.value,
+                "reason": (refusal.reason if refusal else "")
+                + f"（発行番号 {number} は無効にしました。再印刷はできません。）",
+                "tell_applicant": refusal.tell_applicant if refusal else "",
+                "code": refusal.code if refusal else "",
+            }  # fmt: skip
+        host = desk.host_town or self.town.code
+        entry = self.office.reprint(
+            number, at=now, desk=Desk(host, self.box_id, desk.terminal, desk.printer),
+            operator=operator,
+        )  # fmt: skip
+        self._keep_request(entry.number, original)
+        printing_on = str(form.get("output", "")) == "print"
+        copy = self._produce(
+            entry.number,
+            lambda issue, signer: self._render(decision, issue, signer, original),
+            clerk, desk, now, stale=decision.stale,
+            official=request.requester is RequesterKind.OFFICIAL,
+            queue=desk.queue if printing_on else "",
+        )  # fmt: skip
+        return {
+            "ok": True, "issued": True, "document": request.document.value,
+            "label": request.document.label, "subjects": list(decision.subject_ids),
+            "requester": request.requester.value, "copies": [copy], "fee": 0,
+            "reduction": "", "handover": decision.handover.value,
+            "notes": [f"発行番号 {number}（{reason}、{sheets}枚損じ）に代わる再印刷です。"
+                      "手数料は元の交付で収納済みです。"],
+            "spoiled": number, "spoiled_reason": reason, "spoiled_sheets": sheets,
+        }  # fmt: skip
 
     # ------------------------------------------------------------------ lists
 

@@ -10,6 +10,8 @@ docs/counter.md):
     GET  /printed/{number}.pdf         an issued copy again, as kept (sealed) on the box
     GET  /districts                    大字 of the town: 全住民一覧 (and 要支援者名簿) forms
     POST /list                         a numbered, logged list copy → PDF or result page
+    POST /spoil                        書き損じ・紙詰まり: void a copy's number, reprint it
+                                       under a new number → PDF or result page
     POST /export                       what=list (a district's 全住民一覧 as CSV) or
                                        what=intake: a file sealed to the town (.csv.rkx)
     GET  /intake                       intake (申請受付) form and the applications taken
@@ -197,6 +199,7 @@ def counter_routes(
                 fee=answer.get("fee", 0),
                 reduction=answer.get("reduction", ""),
                 handover=answer.get("handover", ""),
+                reprint_of=answer.get("spoiled", ""),
             )
             if copy.get("job") or copy.get("print_error"):
                 box.record(
@@ -235,6 +238,16 @@ def counter_routes(
             return sealed_again(request)
         if not answer.get("ok"):
             return refusal(request, str(answer.get("error", "")))
+        if answer.get("spoiled"):
+            box.record(
+                principal.town_code,
+                AuditKind.SPOILED,
+                number=answer["spoiled"],
+                reason=str(fields.get("reason", "")),
+                sheets=str(fields.get("sheets", "")),
+                clerk=principal.login_id,
+                terminal=desk["terminal"],
+            )
         if not answer.get("issued"):
             box.record(
                 principal.town_code,
@@ -267,6 +280,11 @@ def counter_routes(
     @auth.require()
     async def list_submit(request: Request) -> Response:
         return await _submit(request, "list")
+
+    @auth.require()
+    async def spoil_submit(request: Request) -> Response:
+        """書き損じ・紙詰まり: void the copy's number, reprint under a new one."""
+        return await _submit(request, "spoil")
 
     @auth.require()
     async def printed(request: Request) -> Response:
@@ -451,6 +469,7 @@ def counter_routes(
         Route("/resident/{resident_id:str}", resident_page),
         Route("/issue", issue_submit, methods=["POST"]),
         Route("/list", list_submit, methods=["POST"]),
+        Route("/spoil", spoil_submit, methods=["POST"]),
         Route("/printed/{number:str}.pdf", printed),
         Route("/districts", districts),
     ]

@@ -20,6 +20,8 @@ object per line each way:
     {"op": "printed", "capability": C, "number": N} -> {"ok": true, "pdf": hex}
     {"op": "intake", "capability": C, "form": {...}, "desk": {...}}
         -> {"ok": true, "number": 受付番号, "pdf": hex receipt}       (edge.intake)
+    {"op": "spoil", "capability": C, "form": {"number", "reason", "sheets", "output"}, …}
+        -> as "issue": the voided copy reprinted under a new number (or the refusal)
     {"op": "intake_list", "capability": C} -> {"ok": true, "applications": [...]}
     {"op": "intake_receipt", "capability": C, "number": N} -> {"ok": true, "pdf": hex}
     {"op": "export", "capability": C, "form": {"what": "intake"|"list", …}, "desk": {…}}
@@ -194,6 +196,9 @@ class TownWorker:
                 return counter.take_intake(clerk, form, desk, datetime.now(UTC))
             if op == "export":
                 return counter.export(clerk, form, desk, datetime.now(UTC))
+            if op == "spoil":
+                number = str(form.get("number", ""))[:64]
+                return counter.spoil_and_reprint(clerk, number, form, desk, datetime.now(UTC))
             return counter.issue(clerk, form, desk, datetime.now(UTC))
         except (CounterError, IssuanceError, ValueError) as exc:
             return {"ok": False, "error": str(exc), "query_error": True}
@@ -247,7 +252,7 @@ class TownWorker:
             )
         if op == "webfont":
             return self.webfont(str(request.get("capability", "")), str(request.get("face", "")))
-        if op in ("issue", "list", "intake", "export"):
+        if op in ("issue", "list", "intake", "export", "spoil"):
             return self.issue(str(request.get("capability", "")), op, request)
         if op in ("districts", "printed", "intake_list", "intake_receipt"):
             return self.counter_view(str(request.get("capability", "")), op, request)

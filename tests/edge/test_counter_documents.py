@@ -23,6 +23,7 @@ from shared.model import FilingStatus, TownExport
 
 TODAY = date.today()
 ISSUED: list[str] = []  # 発行番号 issued by the tests of this module, in order
+SPOILED: list[tuple[str, str]] = []  # (voided number, its reprint)
 EXEMPTION = {
     "disaster": "令和8年11月26日 新潟県下越地方の地震",
     "valid_from": "2026-11-26",
@@ -202,11 +203,27 @@ def test_lists_from_the_district_page(
     assert number.startswith("zenjumin-")
 
 
+def test_a_jammed_copy_is_voided_and_reprinted_under_a_new_number(
+    client: httpx.Client, town: TownExport, tmp_path: Path
+) -> None:
+    person = sorted(_free(town))[7]
+    response, page = request(client, "juminhyo", person)
+    jammed = issued(response).split("-", 1)[1]
+    spoil = {"csrf_token": csrf(page), "number": jammed, "reason": "紙詰まり", "sheets": "1"}
+    again = client.post("/spoil", data=spoil)
+    fresh = issued(again).split("-", 1)[1]
+    assert fresh != jammed and fresh in pdftext(again.content, tmp_path, "reprint")
+    ISSUED.extend([jammed, fresh])
+    twice = client.post("/spoil", data=spoil)
+    assert twice.status_code == 400 and "すでに無効" in twice.text
+    SPOILED.append((jammed, fresh))
+
+
 def test_every_act_is_audited_and_the_chain_verifies(fed: CounterBox, tmp_path: Path) -> None:
     """Runs after the tests above: their issuances, refusals, list copies and the copy
     served again are in the box's audit chain (sealed to the town), which verifies; a
     `renkei reprint` adds an entry in the clerk's own chain."""
-    assert ISSUED, "run with the module's earlier tests"
+    assert ISSUED and SPOILED, "run with the module's earlier tests"
     reprint = subprocess.run(
         [sys.executable, "-m", "renkei", "reprint", ISSUED[0], "--data", str(fed.data),
          "--town", "15307", "--login", fed.clerk, "--out", str(tmp_path / "again.pdf")],
@@ -223,6 +240,10 @@ def test_every_act_is_audited_and_the_chain_verifies(fed: CounterBox, tmp_path: 
     assert any(d["list_number"].startswith("L-15307-") for d in issuance.values())
     refusals = [e.details for e in entries if e.kind == "refusal"]
     assert any(d["code"] == "tax_taxable" for d in refusals)
+    for jammed, fresh in SPOILED:
+        spoiled = next(e.details for e in entries if e.kind == "spoiled")
+        assert (spoiled["number"], spoiled["reason"]) == (jammed, "紙詰まり")
+        assert issuance[fresh]["reprint_of"] == jammed
     reprints = [e.details for e in entries if e.kind == "reprint"]
     assert {d["how"] for d in reprints if d["number"] == ISSUED[0]} == {
         "download",
