@@ -44,6 +44,7 @@ from typing import Any
 
 import httpx
 from jinja2 import Environment, PackageLoader, select_autoescape
+from nacl.signing import VerifyKey
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -58,8 +59,9 @@ from edge.boxkey import box_signing_key
 from edge.clerks import ClerkOutbox
 from edge.counter_routes import counter_routes
 from edge.counter_routes import status as counter_status
-from edge.discovery import LanDiscovery
+from edge.discovery import DiscoveryError, LanDiscovery
 from edge.emergency import ExpiryWatch, banner, break_glass_routes, session_allowed, status_label
+from edge.peer_anchors import PeerAnchorExchange, peer_anchor_routes
 from edge.procedure import EmergencyScreens, push_exports
 from edge.replica import BoxReplica, ReplicaError
 from edge.supervisor import SupervisorScreens
@@ -229,6 +231,17 @@ def create_app(config: BoxConfig) -> Starlette:
         box.storage, lambda: box.replica.towns() or [config.town_code], config.host_box,
         box_signing_key(config.data_dir), config.hub_url,
     )  # fmt: skip
+    peer_anchors = PeerAnchorExchange(
+        box.storage, lambda: box.replica.towns() or [config.town_code], config.host_box,
+        box_signing_key(config.data_dir), lambda: lan.identity.certificate,
+        lambda: lan.monitor.verified() if lan.monitor else [], ca_file=lan.settings.ca_file,
+    )  # fmt: skip
+
+    def pinned_root() -> VerifyKey | None:
+        try:
+            return lan.settings.root_key()
+        except DiscoveryError:
+            return None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -241,9 +254,11 @@ def create_app(config: BoxConfig) -> Starlette:
         await watch.start()
         await feed.start()
         await anchors.start()
+        await peer_anchors.start()
         try:
             yield
         finally:
+            await peer_anchors.stop()
             await anchors.stop()
             await feed.stop()
             await watch.stop()
@@ -310,12 +325,22 @@ def create_app(config: BoxConfig) -> Starlette:
                 visiting=town != config.town_code,
             )
         except auth.AuthError as exc:
-            box.record(town, AuditKind.LOGIN_FAILED, login_id=login_id,
-                       client=auth.client_address(request), reason=type(exc).__name__)
+            box.record(
+                town,
+                AuditKind.LOGIN_FAILED,
+                login_id=login_id,
+                client=auth.client_address(request),
+                reason=type(exc).__name__,
+            )
             return login_form(request, str(exc), 401)
         box.bind(principal)
-        box.record(town, AuditKind.LOGIN_OK, login_id=login_id,
-                   client=auth.client_address(request), visiting=principal.visiting)
+        box.record(
+            town,
+            AuditKind.LOGIN_OK,
+            login_id=login_id,
+            client=auth.client_address(request),
+            visiting=principal.visiting,
+        )
         response = RedirectResponse(auth.safe_next(form.get("next")), status_code=303)
         auth.set_session_cookie(response, principal)
         return response
@@ -412,11 +437,21 @@ def create_app(config: BoxConfig) -> Starlette:
         try:
             box.clock.confirm_date(principal.login_id, box.clock.today())
         except ClockError as exc:
-            return render("confirm_date.html", status_code=409, principal=principal,
-                          today=to_wareki(box.clock.today()), may_confirm=True, error=str(exc))
+            return render(
+                "confirm_date.html",
+                status_code=409,
+                principal=principal,
+                today=to_wareki(box.clock.today()),
+                may_confirm=True,
+                error=str(exc),
+            )
         log.info("date confirmed after power loss by %r", principal.login_id)
-        box.record(config.town_code, AuditKind.DATE_CONFIRMED, login_id=principal.login_id,
-                   date=box.clock.today().isoformat())
+        box.record(
+            config.town_code,
+            AuditKind.DATE_CONFIRMED,
+            login_id=principal.login_id,
+            date=box.clock.today().isoformat(),
+        )
         return RedirectResponse("/", status_code=303)
 
     def _activation_page(
@@ -502,6 +537,7 @@ def create_app(config: BoxConfig) -> Starlette:
             *EmergencyScreens(box, render).routes(),
             *visiting.routes(box, render),
             *lan.routes,
+            *peer_anchor_routes(box.storage, config.host_box, pinned_root),
             *break_glass_routes(box, render),
             *box_alert_routes(box),
         ],

@@ -7,7 +7,8 @@ come from the clerk certificates the hub holds (checked against the town's keys)
 the hub's writer directory (town, "audit-writer", writer), the hub's own writer key
 (writer "hub") and from `--writers`; anchors
 (chain heads seen by peers, the hub or in certificates' QR codes) from the hub's anchor
-store (heads boxes sent, cloud/anchors.py) and from `--anchors`. With `--store`, the
+store (heads boxes sent, cloud/anchors.py) and from `--anchors` (a JSON file, or a peer
+box's replica.db: the heads LAN peers anchored there, edge/peer_anchors.py). With `--store`, the
 chains checked are those in another store — a box's replica.db, copied or read on site —
 against the hub's keys and anchors: a box whose log was cut short or rolled back to an
 older copy after its heads were anchored fails, the first missing entry named.
@@ -45,7 +46,8 @@ def register(subparsers: Any) -> None:
         type=Path,
         action="append",
         default=[],
-        help="JSON file of chain heads seen elsewhere (a list of {writer, seq, hash}); "
+        help="chain heads seen elsewhere: a JSON file (a list of {writer, seq, hash}) or a "
+        "peer box's replica.db holding the heads it anchored for other boxes; "
         "may be given more than once",
     )
     verify.add_argument(
@@ -107,25 +109,49 @@ def _writer_keys(storage: Any, ring: Any, hub_writer: Any, extra: Path | None) -
     return WriterDirectory(clerks=certs, others=others)
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 def _anchors(
     storage: Any, town: str, files: list[Path], held: set[str]
 ) -> tuple[dict[str, Any], list[str]]:
-    """Anchors to check: the hub's for the writers whose chains the checked store holds
-    (boxes' chains live on the boxes: check those with --store), and every one given in
-    a file. Also the anchored writers left out, for a warning."""
+    """Anchors to check: the hub's, and those a peer box kept (a replica.db given to
+    --anchors), for the writers whose chains the checked store holds (boxes' chains live
+    on the boxes: check those with --store); every one given in a JSON file. Also the
+    anchored writers left out, for a warning."""
     from shared.audit import AnchorStore, ChainHead
+    from shared.storage import SqliteStorage
 
-    stored = AnchorStore(storage, town).all()
-    anchors = {w: h for w, h in stored.items() if w in held}
-    skipped = sorted(set(stored) - held)
+    anchors: dict[str, Any] = {}
+    skipped: set[str] = set()
+
+    def keep(head: Any) -> None:
+        if head.writer not in anchors or anchors[head.writer].seq <= head.seq:
+            anchors[head.writer] = head
+
+    def from_store(store: Any) -> None:
+        for writer, head in AnchorStore(store, town).all().items():
+            if writer in held:
+                keep(head)
+            else:
+                skipped.add(writer)
+
+    from_store(storage)
     for path in files:
+        with path.open("rb") as handle:
+            is_store = handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+        if is_store:
+            peer = SqliteStorage(path)
+            try:
+                from_store(peer)
+            finally:
+                peer.close()
+            continue
         data = json.loads(path.read_text(encoding="utf-8"))
         items = data.values() if isinstance(data, dict) else data
         for item in items:
-            head = ChainHead.from_json(item)
-            if head.writer not in anchors or anchors[head.writer].seq <= head.seq:
-                anchors[head.writer] = head
-    return anchors, skipped
+            keep(ChainHead.from_json(item))
+    return anchors, sorted(skipped - set(anchors))
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -169,7 +195,7 @@ def run_verify(args: argparse.Namespace) -> int:
         report = verify_town(chains, ring, writers, anchors, writers=held | set(anchors))
         if skipped:
             report.warnings.append(
-                f"ハブに基準点がある書き手 {len(skipped)} 件の記録はこの保存先にありません"
+                f"基準点がある書き手 {len(skipped)} 件の記録はこの保存先にありません"
                 "(各ボックスの記録は --store と --box で検証してください): " + "、".join(skipped)
             )
     finally:

@@ -16,6 +16,7 @@ import uvicorn
 from nacl.signing import SigningKey, VerifyKey
 from servers import free_port
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from edge.discovery import DiscoverySettings, Journal, LanDiscovery, MemoryQueues
 from edge.identity_api import KEY_FILE, BoxIdentity, write_enrolment
@@ -112,8 +113,10 @@ async def start_node(
     pin: VerifyKey,
     root: FederationRoot | None,
     settings: dict[str, Any] | None = None,
+    routes: Callable[[str], list[Route]] | None = None,
 ) -> Node:
-    """A box on 127.0.0.1: enrolled by `root` (None: not enrolled), trusting `pin`."""
+    """A box on 127.0.0.1: enrolled by `root` (None: not enrolled), trusting `pin`;
+    `routes(box_id)` adds endpoints to its HTTPS server."""
     data = tmp / name
     box_id = f"{name}-{town}"
     box_key(data)
@@ -140,7 +143,7 @@ async def start_node(
     )
     server = _Server(
         uvicorn.Config(
-            Starlette(routes=lan.routes),
+            Starlette(routes=[*lan.routes, *(routes(box_id) if routes else [])]),
             host="127.0.0.1",
             port=port,
             log_level="warning",
