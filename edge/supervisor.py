@@ -192,6 +192,10 @@ class SupervisorScreens:
         login_id = _form_text(form, "login_id", 64)
         fields: dict[str, Any] = {"login_id": login_id}
         if action == "unlock":
+            if self.box.storage.load((principal.town_code, "credential", login_id)) is None:
+                return self.clerks_page(
+                    request, error="その職員は登録されていません。", status_code=400
+                )
             self.box.throttle.unlock(principal.town_code, login_id)
             self.box.record(
                 principal.town_code,

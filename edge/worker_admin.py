@@ -280,18 +280,38 @@ def sealed_registers(worker: TownWorker) -> Storage:
     )
 
 
+TIME_KEYS = {"expires_at", "not_before", "at", "start", "accepted_at"}
+VALUE_LABELS = {
+    "add": "追加",
+    "reset": "パスワード再設定",
+    "roster": "緊急時名簿の変更",
+    "revoke": "取消",
+    "unlock": "ロック解除",
+    "activation": "利用開始",
+    "break_glass": "緊急起動",
+    "modes": "災害モード・減免",
+    "calibration": "位置調整",
+    "terminal": "端末のプリンタ",
+    "remove": "削除",
+}
+
+
 def _details(details: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
     """(label, value, known) for the audit view: Japanese labels where known (an unknown
     key is shown as the technical name it is), はい/いいえ for booleans."""
 
-    def text(value: Any) -> str:
+    def text(value: Any, key: str = "") -> str:
+        if key in TIME_KEYS and isinstance(value, int | float) and not isinstance(value, bool):
+            return jst_text(float(value))
+        if isinstance(value, str) and value in VALUE_LABELS:
+            return VALUE_LABELS[value]
         if isinstance(value, bool):
             return "はい" if value else "いいえ"
         if isinstance(value, list):
             return "、".join(text(v) for v in value)
         return "" if value is None else str(value)
 
-    return [(DETAIL_LABELS.get(k, k), text(v), k in DETAIL_LABELS) for k, v in details.items()]
+    return [(DETAIL_LABELS.get(k, k), text(v, k), k in DETAIL_LABELS) for k, v in details.items()]
 
 
 def appointment_officials(appointments: list[Appointment]) -> list[Official]:

@@ -77,6 +77,10 @@ def test_supervisor_manages_a_clerk_without_anyone_elses_password(box: RoleBox) 
         assert _log_in(client, HOST, "seiro.newcomer", PASSWORD).status_code == 401
         assert _log_in(client, HOST, "seiro.newcomer", NEW_PASSWORD).status_code == 303
     with box.logged_in(HOST, supervisor) as client:
+        unknown = _post(client, "/supervisor/clerks", action="unlock", login_id="seiro.nobody")
+        assert unknown.status_code == 400
+        unlocked = _post(client, "/supervisor/clerks", action="unlock", login_id="seiro.newcomer")
+        assert unlocked.status_code == 200 and "ロックを解除" in unlocked.text
         itself = _post(client, "/supervisor/clerks", action="revoke", login_id=supervisor)
         assert itself.status_code == 400
         revoked = _post(client, "/supervisor/clerks", action="revoke", login_id="seiro.newcomer")
@@ -146,6 +150,7 @@ def test_audit_view_verifies_the_towns_chains(box: RoleBox) -> None:
     assert page.status_code == 200
     assert "異常はありません" in page.text
     assert "ログイン" in page.text
+    assert "ロック解除" in page.text and "unlock" not in page.text  # details in Japanese
 
 
 def test_registers_and_daily_report_after_an_issue(box: RoleBox, small_export_dir: Path) -> None:
