@@ -303,7 +303,7 @@ class HubScreens:
                 text = render(decode(ReconciliationReport, data))
             except (ValueError, IssuanceError, KeyError, TypeError) as exc:
                 log.warning("reconciliation report %s unreadable: %s", chosen, exc)
-                error = "この照合報告は読めません。renkei reconcile --json で作り直してください。"
+                error = "この照合報告は読めません。照合をやり直し、JSON形式で保存し直してください。"
         return self.render(
             "operator/reconcile.html",
             session=session,

@@ -146,3 +146,26 @@ def test_intake_queue_lists_exports_the_boxes_handed_over(hub: tuple[str, Path, 
     assert rows[0]["number"] == "U-15307-B01-000001"
     with pytest.raises(BlobError):  # another box's key: the signature does not verify
         open_intake(sealed, custody.ring("15307"), SigningKey.generate().verify_key)
+
+
+def test_crawl_of_the_operator_screens(hub: tuple[str, Path, Custody]) -> None:
+    """Every operator page and form, with garbage: no server error, Japanese only, and no
+    resident of any town on screen."""
+    from crawl import Crawl
+
+    url, _, _ = hub
+    with httpx.Client(base_url=url) as client:
+        assert _log_in(client).status_code == 303
+        crawl = Crawl(client, url, ["秘密 花子"], set())
+        crawl.visit(
+            [
+                "/operator",
+                "/operator/intake",
+                "/operator/conflicts",
+                "/operator/reconcile",
+                "/operator/reconcile?file=%00",
+            ]
+        )
+        # /alerts belongs to the alerts screens: leave it to their own tests.
+        assert not [p for p in crawl.problems if not p.startswith("/alerts")], crawl.problems
+        assert crawl.pages >= 5
