@@ -60,7 +60,14 @@ from edge.clerks import ClerkOutbox
 from edge.counter_routes import counter_routes
 from edge.counter_routes import status as counter_status
 from edge.discovery import DiscoveryError, LanDiscovery
-from edge.emergency import ExpiryWatch, banner, break_glass_routes, session_allowed, status_label
+from edge.emergency import (
+    ExpiryWatch,
+    banner,
+    break_glass_routes,
+    seal_expired,
+    session_allowed,
+    status_label,
+)
 from edge.peer_anchors import PeerAnchorExchange, peer_anchor_routes
 from edge.procedure import EmergencyScreens, push_exports
 from edge.replica import BoxReplica, ReplicaError
@@ -87,6 +94,15 @@ MSG_ACTIVATION_NEEDED = (
 
 MSG_NO_PENDING = "その利用開始はもう受付待ちではありません。一覧を確認してください。"
 MSG_RATIFIED = "緊急起動の追認を受け付けました（承認済）。"
+MSG_REVOKED_SEALED = "取消を受け付け、その町村を閉じました。"
+MSG_REVOKED_STILL_OPEN = (
+    "取消を受け付け、取り消された職員のログインを終了しました。"
+    "ほかの有効な緊急時利用開始があるため、その町村は開いたままです。"
+)
+MSG_REVOKED_AHEAD = (
+    "取消を受け付けました。取り消された緊急時利用開始はまだこのボックスに届いていません"
+    "（届いても使えません）。"
+)
 
 _templates = Environment(loader=PackageLoader("edge", "templates"), autoescape=select_autoescape())
 
@@ -483,11 +499,19 @@ def create_app(config: BoxConfig) -> Starlette:
         code = str(form.get("code", "")).strip()
         try:
             if form.get("action") == "revoke":
+                # The same rule as an online revocation (edge/activation_feed.py): the
+                # revoked clerks' sessions end at once; the town is sealed only when no
+                # other valid activation still holds it open.
                 revocation = box.activations.revoke(code)
-                for accepted in box.activations.activations():
-                    if accepted.id == revocation.target:
-                        await box.seal(accepted.stricken_town)
-                return _activation_page(request, message="取消を受け付け、その町村を閉じました。")
+                target = next(
+                    (a for a in box.activations.activations() if a.id == revocation.target), None
+                )
+                sealed = await seal_expired(box)
+                if target is None:
+                    return _activation_page(request, message=MSG_REVOKED_AHEAD)
+                if target.stricken_town in sealed:
+                    return _activation_page(request, message=MSG_REVOKED_SEALED)
+                return _activation_page(request, message=MSG_REVOKED_STILL_OPEN)
             if form.get("action") == "accept_online":
                 accepted = feed.take(str(form.get("record", "")), principal.login_id)
             elif form.get("action") == "ratify":

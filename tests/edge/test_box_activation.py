@@ -188,3 +188,28 @@ def test_killing_one_towns_worker_leaves_the_other_town_working(host: Host) -> N
             time.sleep(0.2)
         assert own.get("/api/search", params={"q": "スズキ"}).status_code == 401
         assert visiting.get("/api/search", params={"q": "スズキ"}).status_code == 200
+
+
+def test_a_typed_revocation_seals_only_when_no_other_activation_holds_the_town(
+    host: Host,
+) -> None:
+    """Runs after the test above, whose activation for `visitor` is still valid: revoking
+    another activation of the same town, typed by the supervisor, ends the sessions of
+    the clerk it named at once but leaves the town open for the visitor."""
+    now = time.time()
+    second = issue_activation(
+        host.deputy, host_town="15307", host_box="box-15307", clerks=[host.other_clerk],
+        not_before=now - 120, expires_at=now + 3600,
+    )  # fmt: skip
+    assert _supervisor_enters(host, second.to_code()).status_code == 200
+    time.sleep(1.5)
+    with _client(host) as visiting, _client(host) as other:
+        assert _log_in(visiting, "15405", host.visitor, PASSWORD).status_code == 303
+        assert _log_in(other, "15405", host.other_clerk, PASSWORD).status_code == 303
+        assert other.get("/api/search", params={"q": "スズキ"}).status_code == 200
+        revocation = issue_revocation(host.deputy, target=second.id, at=time.time())
+        revoked = _supervisor_enters(host, revocation.to_code(), action="revoke")
+        assert other.get("/api/search", params={"q": "スズキ"}).status_code == 401
+        assert visiting.get("/api/search", params={"q": "スズキ"}).status_code == 200
+        assert "15405" in visiting.get("/api/health").json()["open"]
+        assert revoked.status_code == 200 and "開いたまま" in revoked.text
