@@ -132,3 +132,23 @@ def test_the_box_hands_the_export_to_the_hub(box: RoleBox) -> None:
         time.sleep(2)
     assert len(received) == 1, received
     assert json.loads(received[0][1])["size"] > 0
+
+
+def test_ending_case_1_seals_the_own_town(box: RoleBox) -> None:
+    """Case 1 (line to the cloud down, own office): no activation to revoke; the end
+    exports and seals the box's own town — every session of it ends."""
+    with box.logged_in(HOST, box.logins["clerk"]) as clerk:
+        with box.logged_in(HOST, box.logins["supervisor"]) as boss:
+            form = boss.get("/emergency", params={"case": "1"})
+            ended = boss.post(
+                "/emergency/end", data={"csrf_token": csrf(form.text), "case": "1", "confirm": "1"}
+            )
+            assert ended.status_code == 200 and "聖籠町の緊急時運用を終了しました" in ended.text
+            assert "取り消した利用開始：0件" in ended.text and "取り消せなかった" not in ended.text
+        assert clerk.get("/").status_code == 303  # sealed: the clerk's session is over
+        assert HOST not in clerk.get("/api/health").json()["open"]
+    storage = SqliteStorage(box.root / "box" / "data" / "replica.db")
+    try:
+        assert storage.load_range((HOST, "export"))
+    finally:
+        storage.close()
