@@ -25,6 +25,7 @@ Errors come back as {"ok": false, "error": Japanese message}.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -52,7 +53,7 @@ from shared.audit import (
 from shared.blobs import BlobError, open_blob
 from shared.clerk_records import certificate_of, new_credential, recertify, revocation
 from shared.issuance.registers import IssuanceRegister, daily_report
-from shared.model import Clerk, Official, Role
+from shared.model import Clerk, Official, Role, Town
 from shared.storage import Storage
 
 if TYPE_CHECKING:
@@ -333,10 +334,15 @@ def appointment_officials(appointments: list[Appointment]) -> list[Official]:
     return officials
 
 
+# The town as the core system exported it, per counter (appointments are laid on top of
+# it afresh at every issue, never on an earlier result).
+_EXPORTED_TOWN: weakref.WeakKeyDictionary[Counter, Town] = weakref.WeakKeyDictionary()
+
+
 def apply_appointments(worker: TownWorker, counter: Counter) -> None:
     """The certificates' 認証者 follows the appointments registered on this box, on top
     of the officials the core system exported (re-verified on every read)."""
-    exported = worker.__dict__.setdefault("exported_town", counter.town)
+    exported = _EXPORTED_TOWN.setdefault(counter, counter.town)
     public = worker.replica.town_public(worker.town)
     if public is None:
         return
