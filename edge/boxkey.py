@@ -3,6 +3,8 @@ writer, certified at enrolment. A box key, not a town key: it opens nothing."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 
 from nacl.signing import SigningKey
@@ -18,3 +20,13 @@ def box_signing_key(data_dir: Path) -> SigningKey:
         temporary.chmod(0o600)
         temporary.replace(path)
     return SigningKey(path.read_bytes())
+
+
+def box_code(data_dir: Path) -> str:
+    """The box's part of every 発行番号 it allocates (`shared.issuance.numbering`).
+
+    Derived from the box key rather than configured, so two boxes of the federation can
+    never share a number series by a copied setting: the series are unique because the
+    keys are. Nine ASCII letters and digits, stable for the life of the key."""
+    digest = hashlib.sha256(bytes(box_signing_key(data_dir).verify_key)).digest()
+    return "B" + base64.b32encode(digest[:5]).decode("ascii")

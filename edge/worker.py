@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import worker_admin
-from edge.boxkey import box_signing_key
+from edge.boxkey import box_code, box_signing_key
 from edge.counter import ClerkSession, Counter, CounterError, DeskInfo
 from edge.glass import sign_as_roster_clerk, sign_as_supervisor
 from edge.replica import BoxReplica, UnlockError
@@ -80,7 +80,7 @@ class TownWorker:
     def __init__(self, data_dir: Path, town: str, shards: int, box_id: str = "") -> None:
         self.town = town
         self.data_dir = data_dir
-        self.box_id = box_id or "B01"
+        self.box_id = box_id or box_code(data_dir)
         self.shards = shards
         self.storage = SqliteStorage(data_dir / "replica.db")
         self.replica = BoxReplica(self.storage)

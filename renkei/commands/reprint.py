@@ -23,13 +23,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--data", type=Path, required=True, help="the box's data folder")
     parser.add_argument("--town", required=True, help="the issuing town's code")
     parser.add_argument("--login", required=True, help="your clerk login id")
-    parser.add_argument("--box-code", default="B01", help="the box's code in 発行番号")
+    parser.add_argument(
+        "--box-code",
+        default=None,
+        help="the code of the box that issued it (default: this data folder's box)",
+    )
     parser.add_argument("--out", type=Path, help="output file (default: NUMBER.pdf)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.boxkey import box_signing_key
+    from edge.boxkey import box_code, box_signing_key
     from edge.counter import printed_key, registers_storage
     from edge.replica import BoxReplica, UnlockError
     from shared.storage import SqliteStorage
@@ -43,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             return 2
         registers = registers_storage(
-            storage, unlocked.keyring, args.box_code, box_signing_key(args.data)
+            storage,
+            unlocked.keyring,
+            args.box_code or box_code(args.data),
+            box_signing_key(args.data),
         )
         pdf = registers.load(printed_key(args.town, args.number))
         if pdf is not None:
