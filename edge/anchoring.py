@@ -6,7 +6,8 @@ sealed can still anchor.
 
 Started from the box's lifespan; every `interval_s` it reads the heads and posts them
 when they changed since the last statement the hub took. The hub being away only delays
-anchoring (the next round tries again).
+anchoring (the next round tries again); the hub takes statements only from an enrolled
+box (`renkei enroll`), so an unenrolled box is refused (logged once).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class AnchorReporter:
         self.hub_url = hub_url
         self.interval_s = interval_s
         self._last: dict[str, list[dict[str, Any]]] | None = None
+        self._refusal = ""
         self._task: asyncio.Task[None] | None = None
 
     async def report_once(self, client: httpx.AsyncClient) -> bool:
@@ -81,9 +83,13 @@ class AnchorReporter:
         body = signed_statement(self.box_id, self.key, heads, time.time())
         response = await client.post("/api/audit/anchors", json=body)
         if response.status_code != 200:
-            log.warning("hub refused the audit anchors: %s %s", response.status_code,
-                        response.text[:200])  # fmt: skip
+            # Said once per change of answer: an unenrolled box is refused every round.
+            refusal = f"{response.status_code} {response.text[:200]}"
+            level = logging.DEBUG if refusal == self._refusal else logging.WARNING
+            log.log(level, "hub refused the audit anchors: %s", refusal)
+            self._refusal = refusal
             return False
+        self._refusal = ""
         for conflict in response.json().get("conflicts", []):
             log.error("hub holds another head for an audit chain here: %s", conflict)
         self._last = heads

@@ -53,14 +53,15 @@ class Site:
         return self.root / "box" / "data" / "replica.db"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> Iterator[Site]:
-    root = tmp_path_factory.mktemp("anchoring")
+def prepare_hub(root: Path, export_dir: Path) -> tuple[FederationRoot, str]:
+    """A hub data folder with the small export imported, a supervisor of 15307 who can
+    log in, and box enrolment configured (a federation root, the hub's certified
+    enrolment key sealed under HUB_PASSPHRASE). Returns the root and the supervisor."""
     storage = SqliteStorage(root / "hub" / "hub.db")
     custody = Custody.create()
-    assert import_export(small_export_dir, storage, custody=custody).ok
+    assert import_export(export_dir, storage, custody=custody).ok
     supervisor = next(
-        c for c in read_town(small_export_dir / "15307").clerks if Role.SUPERVISOR in c.roles
+        c for c in read_town(export_dir / "15307").clerks if Role.SUPERVISOR in c.roles
     )
     custody.provision_clerk(storage, supervisor, PASSWORD, kdf_limits=crypto.INTERACTIVE)
     storage.close()
@@ -72,6 +73,13 @@ def site(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> It
     registry.set_setting("issuer_key", bytes(issuer.verify_key).hex())
     registry.close()
     certify_issuer(root / "hub", federation, 30)
+    return federation, supervisor.login_id
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> Iterator[Site]:
+    root = tmp_path_factory.mktemp("anchoring")
+    federation, supervisor = prepare_hub(root, small_export_dir)
     ca_cert, ca_key = create_ca()
     (root / "ca.crt").write_bytes(ca_cert)
     write_server_files(root / "tls", *issue_server_cert(ca_cert, ca_key, [], ["127.0.0.1"]))
@@ -83,7 +91,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> It
     )  # fmt: skip
     try:
         _wait(f"http://127.0.0.1:{hub_port}", hub, root / "ca.crt")
-        _enrol(root, f"http://127.0.0.1:{hub_port}", federation, env)
+        enrol_box(root, f"http://127.0.0.1:{hub_port}", federation, env, "box-15307",
+               root / "box" / "data", root / "tls")  # fmt: skip
     except BaseException:
         hub.terminate()
         hub.wait(timeout=15)
@@ -97,7 +106,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> It
         _wait(f"https://127.0.0.1:{box_port}", box, root / "ca.crt")
         yield Site(
             f"https://127.0.0.1:{box_port}", f"http://127.0.0.1:{hub_port}", root,
-            supervisor.login_id, box,
+            supervisor, box,
         )  # fmt: skip
     finally:
         for process in (box, hub):
@@ -106,7 +115,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> It
                 process.wait(timeout=15)
 
 
-def _enrol(root: Path, hub_url: str, federation: FederationRoot, env: dict[str, str]) -> None:
+def enrol_box(
+    root: Path, hub_url: str, federation: FederationRoot, env: dict[str, str], box: str,
+    data: Path, tls: Path,
+) -> None:  # fmt: skip
     """`renkei enrolment token` at the hub, then `renkei enroll` on the box."""
 
     def renkei(*args: str) -> str:
@@ -118,12 +130,12 @@ def _enrol(root: Path, hub_url: str, federation: FederationRoot, env: dict[str, 
         return done.stdout
 
     token = renkei(
-        "enrolment", "token", "--data", str(root / "hub"), "--box", "box-15307",
+        "enrolment", "token", "--data", str(root / "hub"), "--box", box,
         "--town", "15307",
     ).strip()  # fmt: skip
     renkei(
-        "enroll", "--hub", hub_url, "--token", token, "--data", str(root / "box" / "data"),
-        "--tls", str(root / "tls"), "--root", bytes(federation.verify_key).hex(),
+        "enroll", "--hub", hub_url, "--token", token, "--data", str(data),
+        "--tls", str(tls), "--root", bytes(federation.verify_key).hex(),
     )  # fmt: skip
 
 
