@@ -18,6 +18,7 @@ import pytest
 from counter_federation import PASSWORD, CounterBox, audit_entries, counter_box, csrf
 from test_counter_documents import pdftext
 
+from edge.boxkey import box_code
 from shared.export_csv import read_town
 from shared.model import TownExport
 
@@ -50,6 +51,7 @@ def test_intake_while_stale_receipt_sealed_record_and_export(
     blocked = {p for b in town.support_blocks for p in b.protected_ids}
     people = [r for r in town.residents if r.removal is None and r.id not in blocked]
     mover, asker = people[3], people[5]
+    first, second = (f"U-15307-{box_code(fed.data)}-{n:06d}" for n in (1, 2))
     with fed.client() as client:
         fed.log_in(client)
         page = client.get("/intake")
@@ -61,7 +63,7 @@ def test_intake_while_stale_receipt_sealed_record_and_export(
         })  # fmt: skip
         assert receipt.headers["content-type"] == "application/pdf", receipt.text[-600:]
         text = pdftext(receipt.content, tmp_path, "receipt").replace(" ", "")
-        for words in ("申請受付票", "U-15307-B01-000001", "受付日", CONTACT, "送付先",
+        for words in ("申請受付票", first, "受付日", CONTACT, "送付先",
                       "課税（所得）証明書", "証明書ではありません"):  # fmt: skip
             assert words.replace(" ", "") in text, (words, text)
         change = client.post("/intake", data={
@@ -82,8 +84,8 @@ def test_intake_while_stale_receipt_sealed_record_and_export(
         assert "未処理の異動届があります" in held.text
         assert "申請として受け付ける" in held.text
         listing = client.get("/intake")
-        assert "U-15307-B01-000002" in listing.text and CONTACT in listing.text
-        again = client.get("/intake/U-15307-B01-000001/receipt.pdf")
+        assert second in listing.text and CONTACT in listing.text
+        again = client.get(f"/intake/{first}/receipt.pdf")
         assert again.content == receipt.content
         exported = client.post("/export", data={"csrf_token": csrf(listing.text),
                                                 "what": "intake"})  # fmt: skip
@@ -97,10 +99,10 @@ def test_intake_while_stale_receipt_sealed_record_and_export(
         assert sealed_list.status_code == 200, sealed_list.text[-500:]
     rows = list(csv.reader(io.StringIO(_open(fed, exported.content, tmp_path, "intake.rkx"))))
     assert rows[0][:3] == ["受付番号", "受付日時", "種類"]
-    assert [r[0] for r in rows[1:]] == ["U-15307-B01-000001", "U-15307-B01-000002"]
+    assert [r[0] for r in rows[1:]] == [first, second]
     assert rows[1][7:9] == [CONTACT, SEND_TO]
     listed = _open(fed, sealed_list.content, tmp_path, "list.rkx")
-    assert listed.startswith("配布番号,L-15307-B01-") and district in listed
+    assert listed.startswith(f"配布番号,L-15307-{box_code(fed.data)}-") and district in listed
     # Nothing of the application is plaintext in anything the box wrote.
     for path in fed.data.rglob("*"):
         if path.is_file():
@@ -109,6 +111,6 @@ def test_intake_while_stale_receipt_sealed_record_and_export(
     report, entries = audit_entries(fed, fed.clerk)
     assert report.ok, report.summary()
     intake = [e.details for e in entries if e.kind == "intake"]
-    assert [d["number"] for d in intake] == ["U-15307-B01-000001", "U-15307-B01-000002"]
+    assert [d["number"] for d in intake] == [first, second]
     exports = {e.details["what"]: e.details for e in entries if e.kind == "export"}
     assert exports["intake"]["rows"] == 2 and exports["list"]["list_number"].startswith("L-")

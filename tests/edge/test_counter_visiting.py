@@ -14,7 +14,7 @@ import pytest
 from counter_federation import PASSWORD, CounterBox, audit_entries, counter_box, csrf
 from test_counter_documents import issued, pdftext
 
-from edge.boxkey import box_signing_key
+from edge.boxkey import box_code, box_signing_key
 from edge.counter import registers_storage
 from edge.replica import BoxReplica
 from shared.activation import issue_activation
@@ -71,7 +71,9 @@ def test_visiting_clerk_issues_their_towns_certificate_at_the_partner_box(
     storage = SqliteStorage(fed.data / "replica.db")
     try:
         keyring = BoxReplica(storage).unlock("15405", fed.visitor, PASSWORD).keyring
-        registers = registers_storage(storage, keyring, "B01", box_signing_key(fed.data))
+        registers = registers_storage(
+            storage, keyring, box_code(fed.data), box_signing_key(fed.data)
+        )
         register_entry = IssuanceRegister(registers, "15405").get(number)
     finally:
         storage.close()
