@@ -41,6 +41,7 @@ from starlette.routing import Route
 from cloud.operators import LOGIN_COOKIE, SESSION_COOKIE, Operators, OperatorSession, same_token
 from cloud.store import TownStore, known_towns
 from shared.blobs import BlobError, open_blob, read_header
+from shared.issuance.numbering import box_code_for
 from shared.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,18 @@ class HubScreens:
 
     def _box_key(self, request: Request, box_id: str) -> VerifyKey | None:
         enrolment = getattr(request.app.state, "enrolment", None)
-        row = enrolment.registry.box(box_id) if enrolment is not None else None
+        if enrolment is None:
+            return None
+        # An export names its box by the box's 発行番号 code, derived from the box key
+        # (shared.issuance.numbering.box_code_for); older exports used the enrolled name.
+        row = enrolment.registry.box(box_id) or next(
+            (
+                box
+                for box in enrolment.registry.boxes()
+                if box_code_for(bytes.fromhex(box.box_key)) == box_id
+            ),
+            None,
+        )
         if row is None or row.revoked_at is not None:
             return None
         return VerifyKey(bytes.fromhex(row.box_key))

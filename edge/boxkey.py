@@ -3,11 +3,11 @@ writer, certified at enrolment. A box key, not a town key: it opens nothing."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from pathlib import Path
 
 from nacl.signing import SigningKey
+
+from shared.issuance.numbering import box_code_for
 
 KEY_FILE = "box.key"
 
@@ -23,10 +23,5 @@ def box_signing_key(data_dir: Path) -> SigningKey:
 
 
 def box_code(data_dir: Path) -> str:
-    """The box's part of every 発行番号 it allocates (`shared.issuance.numbering`).
-
-    Derived from the box key rather than configured, so two boxes of the federation can
-    never share a number series by a copied setting: the series are unique because the
-    keys are. Nine ASCII letters and digits, stable for the life of the key."""
-    digest = hashlib.sha256(bytes(box_signing_key(data_dir).verify_key)).digest()
-    return "B" + base64.b32encode(digest[:5]).decode("ascii")
+    """The box's part of every 発行番号 it allocates (see `box_code_for`)."""
+    return box_code_for(bytes(box_signing_key(data_dir).verify_key))

@@ -22,6 +22,8 @@ Keys: ("issuance", town, "serial", box, "live"|"drill") → decimal ASCII;
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import threading
@@ -38,6 +40,15 @@ _NUMBER = re.compile(
     r"^(D?)(\d{8})-(\d{5})-([A-Za-z0-9]{1,16})-([A-Za-z0-9]{1,16})-([A-Za-z0-9]{1,16})-(\d{6,})$"
 )
 _LOCK = threading.Lock()
+
+
+def box_code_for(box_verify_key: bytes) -> str:
+    """A box's part of the 発行番号, derived from its Ed25519 public key: two boxes can
+    never share a series by a copied setting, and the hub can tell which enrolled box
+    wrote a number (or an export) from the box certificate alone. Nine ASCII letters and
+    digits, stable for the life of the key."""
+    digest = hashlib.sha256(box_verify_key).digest()
+    return "B" + base64.b32encode(digest[:5]).decode("ascii")
 
 
 def check_part(value: str, what: str) -> str:

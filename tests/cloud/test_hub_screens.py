@@ -63,7 +63,9 @@ def _log_in(client: httpx.Client, password: str = PASSWORD) -> httpx.Response:
     )
 
 
-def _export(town: str, box_key: SigningKey, ring: crypto.KeyRing, name: str) -> bytes:
+def _export(
+    town: str, box_key: SigningKey, ring: crypto.KeyRing, name: str, box_id: str = "B01"
+) -> bytes:
     intake = json.dumps(
         [
             {
@@ -85,7 +87,7 @@ def _export(town: str, box_key: SigningKey, ring: crypto.KeyRing, name: str) -> 
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("manifest.json", json.dumps(manifest))
         zf.writestr("intake.json", intake)
-    return seal_export(buffer.getvalue(), "emergency", name, ring.public, "B01", box_key)
+    return seal_export(buffer.getvalue(), "emergency", name, ring.public, box_id, box_key)
 
 
 def test_nothing_without_the_operators_login(hub: tuple[str, Path, Custody]) -> None:
