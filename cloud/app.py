@@ -1,22 +1,26 @@
 """The hub's web application: the composition root of the hub process.
 
-The lifespan opens the data folder's store; routes serve sealed replicas to boxes and a
-Japanese status page to the operator. Nothing leaves the hub in plaintext: documents go
-out as blobs sealed to their town, clerks' keys wrapped under their passwords.
+The lifespan opens the data folder's store and the hub's replica (`cloud.replica`: the
+sync log, opened with the custody's keys when the operator unsealed them at start-up);
+routes serve the sync protocol, the clerks' credentials and public keys to boxes, and
+Japanese pages to the operator. Nothing leaves the hub in plaintext: documents go out
+only as sync blobs sealed to their town, clerks' keys wrapped under their passwords.
 
     GET /                                         status page (Japanese)
-    GET /api/health                               {"status": "ok"}
+    GET /replicas                                 replica-health page (Japanese)
+    GET /api/health                               {"status": "ok", "keys": bool}
     GET /api/towns                                [{"code", "name", "as_of", "documents"}]
     GET|POST /verify                              check a certificate's QR payload offline
     GET /api/federation                           {"hub_writer": hex, "towns": {code: public},
-                                                   "names": {code: name}}
-    GET /api/replica/{town}?box_town=C            {"as_of", "documents": {name: blob id},
-                                                   "credentials": [login ids]}
-    GET /api/replica/{town}/blobs/{name}?box_town=C   a sealed blob
+                                                   "names": {code: name}, "scopes":
+                                                   {code: its partner copy's scope}}
+    GET /api/replica/{town}?box_town=C            {"as_of", "credentials": [login ids]}
     GET /api/replica/{town}/credentials/{login}?box_town=C   a clerk's credential record
     GET /api/replica/{town}/certificates          every clerk certificate (public)
     POST /api/replica/{town}/credentials/{login}, /revocations   clerk changes made on a
                                                   box (cloud/clerks_api.py)
+    POST /api/sync/{town}/hello|exchange          the sync protocol (`cloud.sync_api`)
+    GET /api/replicas, GET /api/review, POST /api/review/{town}/{item}   (`cloud.sync_api`)
 
     GET|POST /api/emergency/{host_town}          online activations (cloud/emergency.py)
     POST /api/audit/anchors                       boxes' audit chain heads (cloud/anchors.py)
@@ -30,8 +34,10 @@ A box of another town receives only the credentials of the town's emergency rost
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -44,16 +50,26 @@ from starlette.routing import Route
 from cloud.alerts import hub_alert_routes
 from cloud.anchors import anchor_routes
 from cloud.clerks_api import clerk_routes
-from cloud.custody import HUB_WRITER_KEY, credential_is_for_roster, partner_copy_marker
+from cloud.custody import HUB_WRITER_KEY, Custody, credential_is_for_roster
 from cloud.emergency import emergency_routes
 from cloud.enrolment import HubEnrolment
+from cloud.replica import HubReplica
 from cloud.screens import HubScreens
 from cloud.store import TownStore, known_towns
-from cloud.sync_api import hub_service, sync_routes
+from cloud.sync_api import (
+    hub_routes,
+    hub_service,
+    hub_sync_service,
+    locked,
+    separate_towns,
+    sync_routes,
+)
 from printing.verification import verify_for_page
-from shared.blobs import blob_id
 from shared.crypto import TownPublic
 from shared.storage import SqliteStorage
+from shared.sync.log import document_name
+
+log = logging.getLogger(__name__)
 
 _templates = Environment(
     loader=PackageLoader("cloud", "templates"), autoescape=select_autoescape()
@@ -64,29 +80,39 @@ def hub_db_path(data_dir: Path) -> Path:
     return data_dir / "hub.db"
 
 
-def _town_summaries(storage: SqliteStorage) -> list[dict[str, object]]:
+def _town_summaries(hub: HubReplica) -> list[dict[str, object]]:
     summaries = []
-    for code in known_towns(storage):
-        store = TownStore(storage, code)
+    for code in known_towns(hub.storage):
+        store = TownStore(hub.storage, code)
         settings = store.town_settings() or {}
         summaries.append(
             {
                 "code": code,
                 "name": settings.get("name", code),
                 "as_of": store.as_of(),
-                "documents": store.document_names(),
+                "documents": sorted({document_name(r.document) for r in hub.log.refs(code)}),
             }
         )
     return summaries
 
 
-def create_app(data_dir: Path) -> Starlette:
+def create_app(data_dir: Path, custody: Custody | None = None) -> Starlette:
+    """The hub. `custody`: the towns' keys and the hub's writer key, unsealed by the
+    operator at start-up; without it the hub only relays (it cannot read the boxes'
+    edits, list concurrent ones, or write)."""
     enrolment = HubEnrolment(data_dir)  # migrates hub.db; unseals the enrolment key
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         storage = SqliteStorage(hub_db_path(data_dir))
         app.state.storage = storage
+        hub = HubReplica(storage, custody, review=True)
+        if custody is None:
+            log.warning("the hub runs without its keys: relaying only")
+        app.state.hub = hub
+        app.state.sync_service = hub_sync_service(hub, enrolment)
+        with app.state.sync_service.lock:
+            await asyncio.to_thread(hub.open_all)
         try:
             yield
         finally:
@@ -94,15 +120,21 @@ def create_app(data_dir: Path) -> Starlette:
 
     async def status_page(request: Request) -> HTMLResponse:
         html = _templates.get_template("status.html").render(
-            towns=_town_summaries(request.app.state.storage)
+            towns=_town_summaries(request.app.state.hub)
         )
         return HTMLResponse(html)
 
+    async def replicas_page(request: Request) -> HTMLResponse:
+        hub: HubReplica = request.app.state.hub
+        view = await asyncio.to_thread(locked, request, hub.health)
+        html = _templates.get_template("replicas.html").render(view=view)
+        return HTMLResponse(html)
+
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "keys": custody is not None})
 
     async def towns(request: Request) -> JSONResponse:
-        return JSONResponse(_town_summaries(request.app.state.storage))
+        return JSONResponse(_town_summaries(request.app.state.hub))
 
     async def verify_page(request: Request) -> HTMLResponse:
         """Anyone may check a certificate's QR against the towns' public keys held here."""
@@ -129,14 +161,13 @@ def create_app(data_dir: Path) -> Starlette:
                 towns[code] = json.loads(public)
                 names[code] = (TownStore(storage, code).town_settings() or {}).get("name", code)
         return JSONResponse(
-            {"hub_writer": writer.decode() if writer else None, "towns": towns, "names": names}
+            {
+                "hub_writer": writer.decode() if writer else None,
+                "towns": towns,
+                "names": names,
+                "scopes": separate_towns(storage),
+            }
         )
-
-    def _area(storage: SqliteStorage, town: str, box_town: str) -> str:
-        """Partner boxes get the copy without 個人番号 where the town chose that option."""
-        if box_town != town and storage.load(partner_copy_marker(town)) is not None:
-            return "sealed-partner"
-        return "sealed"
 
     def _visible(storage: SqliteStorage, town: str, box_town: str) -> dict[str, bytes]:
         records = {k[2]: v for k, v in storage.load_range((town, "credential"))}
@@ -145,29 +176,18 @@ def create_app(data_dir: Path) -> Starlette:
         return {login: r for login, r in records.items() if credential_is_for_roster(r)}
 
     async def replica(request: Request) -> JSONResponse:
+        """What a box fetches beside the sync log: which clerks' credentials it holds."""
         storage = request.app.state.storage
         town = request.path_params["town"]
         box_town = request.query_params.get("box_town", "")
-        area = _area(storage, town, box_town)
-        blobs = {key[2]: blob_id(blob).hex() for key, blob in storage.load_range((town, area))}
-        if not blobs:
+        if storage.load((town, "public")) is None:
             return JSONResponse({"error": "この町村の複製はありません。"}, status_code=404)
         return JSONResponse(
             {
                 "as_of": TownStore(storage, town).as_of(),
-                "documents": blobs,
                 "credentials": sorted(_visible(storage, town, box_town)),
             }
         )
-
-    async def sealed_blob(request: Request) -> Response:
-        storage = request.app.state.storage
-        town = request.path_params["town"]
-        area = _area(storage, town, request.query_params.get("box_town", ""))
-        blob = storage.load((town, area, request.path_params["name"]))
-        if blob is None:
-            return JSONResponse({"error": "指定された文書はありません。"}, status_code=404)
-        return Response(blob, media_type="application/octet-stream")
 
     async def certificates(request: Request) -> JSONResponse:
         """Every provisioned clerk's town-signed certificate (public; no keys): host boxes
@@ -193,8 +213,8 @@ def create_app(data_dir: Path) -> Starlette:
             Route("/api/towns", towns),
             Route("/api/federation", federation),
             Route("/verify", verify_page, methods=["GET", "POST"]),
+            Route("/replicas", replicas_page),
             Route("/api/replica/{town:str}", replica),
-            Route("/api/replica/{town:str}/blobs/{name:str}", sealed_blob),
             Route("/api/replica/{town:str}/credentials/{login:str}", credential),
             Route("/api/replica/{town:str}/certificates", certificates),
             *sync_routes(hub_service),
@@ -204,6 +224,7 @@ def create_app(data_dir: Path) -> Starlette:
             *emergency_routes(),
             *anchor_routes(),
             *HubScreens(data_dir, _templates).routes(),
+            *hub_routes(lambda request: request.app.state.hub),
         ],
         lifespan=lifespan,
     )

@@ -4,27 +4,26 @@ At rest the keys exist only in `DATA/custody.sealed`, encrypted under the operat
 passphrase (argon2id + XChaCha20-Poly1305, `shared.crypto.seal_secret`); the operator
 unseals them when the hub starts. Nothing else in the data folder holds a private key.
 
-The custodian publishes, for the boxes:
-- each town's documents as sealed blobs (sealed to the town's public key, signed by the
-  hub's writer key): a box stores and relays them and can open none of them by itself;
-- each clerk's credential record: the clerk's keys wrapped under their password, the
-  town's keys sealed to the clerk, and the clerk's town-signed certificate. Partner
-  boxes receive only the records of clerks on the town's emergency roster.
+The hub's writer key signs every blob the hub writes into the sync log (the importer's
+deltas, the compaction snapshots: `cloud.replica`) and its notices; the towns' documents
+reach the boxes only that way, sealed to each town's public key — a box stores and relays
+them and can open none of them by itself. The custodian also publishes each clerk's
+credential record: the clerk's keys wrapped under their password, the town's keys sealed
+to the clerk, and the clerk's town-signed certificate. Partner boxes receive only the
+records of clerks on the town's emergency roster.
 
-Storage keys (next to the hub's registry store, see `cloud.store`):
+Storage keys (next to the hub's store, see `cloud.store`):
 
-    (town, "sealed", document)    sealed blob of the document's latest snapshot
-    (town, "sealed-partner", doc) the same without 個人番号, for partner boxes (option)
     (town, "credential", login)   a clerk's credential record (JSON)
     (town, "public")              the town's current public keys (JSON)
+    (town, "partner-without-my-number")   the town's option: partners get a copy of its
+                                  documents without 個人番号 (`cloud.partner`)
     ("federation", "hub-writer")  the hub's writer verify key (hex)
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,14 +31,10 @@ from pathlib import Path
 from nacl.signing import SigningKey
 
 from shared import crypto
-from shared.blobs import BlobFields, seal_blob
 from shared.clerk_records import new_credential
-from shared.crdt import RecordDocument
 from shared.model import Clerk
-from shared.registry import TownRegistry
 from shared.storage import Storage, StorageKey
 
-HUB_WRITER_ID = "hub"
 HUB_WRITER_KEY: StorageKey = ("federation", "hub-writer")
 CUSTODY_FILE = "custody.sealed"
 
@@ -110,40 +105,7 @@ class Custody:
         custody.save(data_dir, passphrase)
         return custody
 
-    # ------------------------------------------------------------------ publishing
-
-    def publish_documents(
-        self,
-        storage: Storage,
-        registry: TownRegistry,
-        names: list[str] | None = None,
-        *,
-        partner_without_my_number: bool = False,
-    ) -> None:
-        """Seal the latest snapshot of each named document (all by default). With the
-        town's option `partner_without_my_number`, partner boxes get a second sealed copy
-        of each document with every 個人番号 emptied — rebuilt without history, since a
-        snapshot carries every earlier value in its history."""
-        public = self.ring(registry.town_code).public
-        seq = itertools.count(_sequence_base())
-        items: list[tuple[StorageKey, bytes]] = []
-
-        def sealed(name: str, data: bytes) -> bytes:
-            fields = BlobFields(f"{registry.town_code}/{name}", HUB_WRITER_ID, next(seq))
-            return seal_blob(data, fields, public, self.writer)
-
-        for name in sorted(names if names is not None else registry.documents):
-            document = registry.documents[name]
-            full = sealed(name, document.export_snapshot())
-            items.append(((registry.town_code, "sealed", name), full))
-            if partner_without_my_number:
-                stripped = without_my_number(document)
-                items.append(((registry.town_code, "sealed-partner", name), sealed(name, stripped)))
-        items.append(((registry.town_code, "public"), json.dumps(public.to_json()).encode()))
-        if partner_without_my_number:
-            items.append((partner_copy_marker(registry.town_code), b"1"))
-        items.append((HUB_WRITER_KEY, bytes(self.writer.verify_key).hex().encode()))
-        storage.save_many(items)
+    # ------------------------------------------------------------------ clerks
 
     def provision_clerk(
         self,
@@ -172,8 +134,9 @@ def rotate_town(
     """Start a new key epoch for a town (a lost box, a revoked clerk, or routine): every
     clerk not revoked gets the new keys sealed to their public key and a new certificate
     — no password needed —, a revoked clerk's credential is removed. The caller then
-    re-publishes the documents, which seals them under the new epoch. Revocation protects
-    only what is written from now on: old blobs stay readable with old keys."""
+    compacts the town (`HubReplica.compact`), which seals its documents under the new
+    epoch. Revocation protects only what is written from now on: old blobs stay readable
+    with old keys until compaction trims them."""
     ring = custody.ring(town)
     new = crypto.rotate(ring.current)
     ring.add(new)
@@ -192,29 +155,12 @@ def rotate_town(
         record["certificate"] = certificate.to_json()
         record["town_keys"][str(new.epoch)] = crypto.seal_town_keys(new, clerk).hex()
         storage.save(key, json.dumps(record, ensure_ascii=False).encode())
+    storage.save((town, "public"), json.dumps(ring.public.to_json()).encode())
     return new
 
 
 def partner_copy_marker(town: str) -> StorageKey:
     return (town, "partner-without-my-number")
-
-
-def without_my_number(document: RecordDocument) -> bytes:
-    """A history-free copy of a document with every resident's 個人番号 emptied."""
-    copy = RecordDocument(document.name)
-    for table in document.tables():
-        for record_id, record in document.records(table).items():
-            if "my_number" in record:
-                record = {**record, "my_number": ""}
-            copy.set_fields(table, record_id, record)
-    copy.commit("partner copy without 個人番号")
-    return copy.export_snapshot()
-
-
-def _sequence_base() -> int:
-    # Writer sequence numbers only need to grow: microseconds since the epoch, plus a
-    # random offset so two hub processes started in the same microsecond never collide.
-    return int(datetime.now(UTC).timestamp() * 1_000_000) * 16 + secrets.randbelow(16)
 
 
 def credential_is_for_roster(record: bytes) -> bool:

@@ -10,7 +10,17 @@ Order and atomicity (BRIEF §4, 支援措置 first):
 Diffing: each table is compared with the *previous import* of that table (kept at the
 hub), not with the documents' current state, so an edit made at a box is never reverted
 by an unchanged row of the next export; only fields that changed in the core system are
-written, so a day's import is a small delta.
+written, so a day's import is a small delta. When the core system did change a field a
+box had also edited since, the import's value is written and the case is listed for
+review at the hub (`HubReplica.review_items`, kind "import") — never silently.
+
+Where the deltas go: into the hub's sync log, sealed to the town under the hub's writer
+key, each table's deltas and its import state in one transaction (`HubReplica.publish`).
+That log is the only way documents reach the boxes. After each town, the hub signs the
+town's "newest data as of" statement (the export's time) and, when enough history has
+piled up or the town's key was rotated, compacts the town (`HubReplica.compact`). A
+town that keeps 個人番号 out of its partners' replicas gets its partner copy brought in
+step too (`cloud.partner`), with its own statement and compaction.
 """
 
 from __future__ import annotations
@@ -21,14 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloud.custody import Custody
+from cloud.custody import Custody, partner_copy_marker
+from cloud.partner import has_partner_copy, mirror
+from cloud.replica import HubReplica, review_item
 from cloud.store import TownStore, towns_entry
+from cloud.sync_api import SCOPES_KEY, separate_towns
 from shared import export_csv, model
 from shared.export_csv import ExportError, ExportFormatError, town_json
 from shared.model import TownExport
 from shared.records import Record, TownSettings, record_id, to_record
 from shared.registry import DEFAULT_SHARDS, Change, Delete, TownRegistry, Upsert
-from shared.storage import Storage
+from shared.storage import Storage, StorageKey
+from shared.sync.scopes import partner_scope
 
 # Blocks first; households before residents (residents are checked against them).
 TABLE_ORDER = (
@@ -53,6 +67,7 @@ class TableResult:
     changed: int = 0
     removed: int = 0
     delta_bytes: int = 0
+    reviews: int = 0  # fields the import overwrote that a box had edited (listed)
     error: str = ""
 
 
@@ -98,14 +113,54 @@ def diff_table(
     return changes
 
 
+def _overwritten(
+    registry: TownRegistry, changes: Iterable[Change], table: str, now: float
+) -> list[dict[str, Any]]:
+    """Review items for the fields this import changes that a box changed since the
+    previous import (the document no longer holds the previously imported value)."""
+    items = []
+    for change in changes:
+        old = change.previous if isinstance(change, Upsert) else change.full
+        if old is None:
+            continue
+        name = registry.document_name(table, change.record_id, old)
+        document = registry.documents.get(name)
+        current = None if document is None else document.get(table, change.record_id)
+        if current is None:
+            continue
+        edited: dict[str, tuple[Any, Any]]
+        if isinstance(change, Delete):
+            edited = {} if current == old else {"*": (None, current)}
+        else:
+            edited = {
+                f: (value, current.get(f))
+                for f, value in change.fields.items()
+                if current.get(f) != old.get(f) and current.get(f) != value
+            }
+        for field_name, (imported, at_box) in sorted(edited.items()):
+            items.append(
+                review_item(
+                    registry.town_code, name, table, change.record_id, field_name, "import",
+                    imported if field_name != "*" else None,
+                    [
+                        {"writer": "import", "seq": 0, "value": imported},
+                        {"writer": "", "seq": 0, "value": at_box},
+                    ],
+                    now,
+                )
+            )  # fmt: skip
+    return items
+
+
 def _import_table(
+    hub: HubReplica,
     store: TownStore,
-    registry: TownRegistry,
     table: str,
     objects: Iterable[object],
     result: TableResult,
 ) -> set[str]:
     """Import one table; returns the names of the documents it changed."""
+    registry = hub.registry(store.town_code)
     current = {record_id(table, obj): to_record(obj) for obj in objects}
     previous = store.previous_import(table)
     changes = diff_table(table, previous, current)
@@ -118,9 +173,18 @@ def _import_table(
             result.added += 1
         else:
             result.changed += 1
+    reviews = _overwritten(registry, changes, table, hub.clock())
+    result.reviews = len(reviews)
     deltas = registry.apply(changes, message=f"import {table}")
     result.delta_bytes = sum(len(d) for d in deltas.values())
-    store.commit_import(deltas, table, current)
+    extra = [
+        store.import_entry(table, current),
+        *(
+            (("hub", "review", store.town_code, item["id"]), json.dumps(item).encode())
+            for item in reviews
+        ),
+    ]
+    hub.publish(store.town_code, deltas, extra=extra)
     return set(deltas)
 
 
@@ -153,73 +217,75 @@ def import_export(
     shards: int = DEFAULT_SHARDS,
     custody: Custody | None = None,
     partner_without_my_number: Collection[str] = (),
+    *,
+    compact: bool = True,
 ) -> ImportReport:
-    """Import every town folder under `root` (one folder per town code). With the hub's
-    `custody`, every changed document is also published as a sealed blob for the boxes."""
+    """Import every town folder under `root` (one folder per town code) into the hub's
+    sync log; `custody` holds the towns' keys and the hub's writer key (required)."""
+    if custody is None:
+        raise ValueError("the import writes sealed blobs: it needs the hub's custody")
     report = ImportReport()
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
     if not folders:
         report.errors.append(f"{root}: 町村のフォルダ（団体コード名）が見つかりません")
         return report
-    towns: list[tuple[TownStore, TownRegistry, export_csv.TownFiles]] = []
+    hub = HubReplica(storage, custody, shards=shards)
+    towns: list[tuple[TownStore, export_csv.TownFiles]] = []
     for folder in folders:
         try:
             files = export_csv.open_town(folder)
         except ExportError as exc:
             report.errors.append(str(exc))
             continue
-        store = TownStore(storage, files.town.code)
-        towns.append((store, store.load_registry(shards), files))
+        code = files.town.code
+        store = TownStore(storage, code)
+        option: list[tuple[StorageKey, bytes]] = []
+        if code in partner_without_my_number:
+            separate = {**separate_towns(storage), code: partner_scope(code)}
+            option = [
+                (partner_copy_marker(code), b"1"),
+                (SCOPES_KEY, json.dumps(separate, sort_keys=True).encode()),
+            ]
+        storage.save_many([towns_entry(storage, code), hub.public_entry(code), *option])
+        hub.migrate_legacy(code)
+        towns.append((store, files))
 
-    def run(store: TownStore, registry: TownRegistry, table: str, get: Any) -> None:
+    def run(store: TownStore, table: str, get: Any) -> None:
         result = TableResult(store.town_code, table)
         report.results.append(result)
         try:
             objects = get()
             if isinstance(objects, ExportError):
                 raise objects
-            touched = _import_table(store, registry, table, objects, result)
-            if table == "support_blocks":  # a new block is never left waiting in a log
-                store.save_snapshots(registry, touched)
-                if custody is not None:
-                    custody.publish_documents(
-                        storage,
-                        registry,
-                        sorted(touched),
-                        partner_without_my_number=store.town_code in partner_without_my_number,
-                    )
-            changed.setdefault(store.town_code, set()).update(touched)
+            _import_table(hub, store, table, objects, result)
         except ExportError as exc:
             result.error = str(exc)
 
-    changed: dict[str, set[str]] = {}
-
-    # The 支援措置 of every town land before anything else of any town.
-    for store, registry, files in towns:
-        run(store, registry, "support_blocks", lambda f=files: f.parse("support_blocks"))
-    for store, registry, files in towns:
-        run(store, registry, "town", lambda f=files: _town_settings(f))
+    # The 支援措置 of every town land before anything else of any town: each is its own
+    # blob, and sync sends the `blocks` documents first.
+    for store, files in towns:
+        run(store, "support_blocks", lambda f=files: f.parse("support_blocks"))
+    for store, files in towns:
+        run(store, "town", lambda f=files: _town_settings(f))
         parsed = _parse_checked(files)
         for table in TABLE_ORDER[1:]:
-            run(store, registry, table, lambda v=parsed[table]: v)
-        touched = changed.get(store.town_code, set())
-        store.save_snapshots(registry, touched)
-        if custody is not None:
-            sealed = {key[2] for key, _ in storage.load_range((store.town_code, "sealed"))}
-            missing = set(registry.documents) - sealed
-            custody.publish_documents(
-                storage,
-                registry,
-                sorted(touched | missing),
-                partner_without_my_number=store.town_code in partner_without_my_number,
-            )
+            run(store, table, lambda v=parsed[table]: v)
+        code = store.town_code
         storage.save_many(
             [
-                towns_entry(storage, store.town_code),
-                ((store.town_code, "town"), _town_summary(files.town)),
-                ((store.town_code, "as-of"), files.exported_at.encode()),
+                towns_entry(storage, code),
+                ((code, "town"), _town_summary(files.town)),
+                ((code, "as-of"), files.exported_at.encode()),
             ]
         )
+        scopes = [code]
+        if has_partner_copy(storage, code):
+            mirror(hub, code)
+            scopes.append(partner_scope(code))
+        for scope in scopes:
+            hub.announce_as_of(scope, files.exported_at)
+            if compact and hub.compaction_due(scope):
+                hub.compact(scope)
     return report
 
 

@@ -1,22 +1,27 @@
-"""The hub's registry store: every town's documents, update log and import state.
+"""The hub's import state beside its blob log: what the last import of each table was,
+each town's settings and export time, and the list of towns.
 
-Keys in the storage seam (the hub's data folder may hold plaintext: it is the cloud
-centre, the towns' contracted processor — a box never does):
+The towns' documents themselves are nowhere here: they are the sealed blobs of the hub's
+log (`cloud.replica`), the same every box holds. Keys in the storage seam (the hub's data
+folder may hold plaintext: it is the cloud centre, the towns' contracted processor — a
+box never does):
 
-    (town, "doc", name)              latest snapshot of a document
-    (town, "update", name, seq)      each delta applied, zero-padded sequence number
     (town, "import", table)          the previous import of a table (zlib JSON)
     (town, "town")                   the town's settings as exported (JSON)
     (town, "as-of")                  the core system's export time of the newest import
     ("federation", "towns")          the towns the hub holds
+
+Older hubs kept plaintext documents here, (town, "doc", name) and (town, "update", name,
+seq): `legacy_registry` reads them once, to seal them into the log as its first base.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
+from shared.crdt import CrdtPendingError
 from shared.records import Record
 from shared.registry import TownRegistry
 from shared.storage import Storage, StorageKey
@@ -40,22 +45,6 @@ class TownStore:
         self.storage = storage
         self.town_code = town_code
 
-    def load_registry(self, shards: int) -> TownRegistry:
-        """Snapshots, then every update: an update already inside a snapshot is a no-op,
-        so a crash between writing updates and the next snapshot loses nothing."""
-        registry = TownRegistry(self.town_code, shards=shards)
-        for key, data in self.storage.load_range((self.town_code, "doc")):
-            registry.load(key[2], data)
-        for key, data in self.storage.load_range((self.town_code, "update")):
-            registry.load(key[2], data)
-        return registry
-
-    def document_names(self) -> list[str]:
-        return [key[2] for key, _ in self.storage.load_range((self.town_code, "doc"))]
-
-    def snapshot(self, name: str) -> bytes | None:
-        return self.storage.load((self.town_code, "doc", name))
-
     def previous_import(self, table: str) -> dict[str, Record]:
         data = self.storage.load((self.town_code, "import", table))
         if data is None:
@@ -63,33 +52,20 @@ class TownStore:
         loaded: dict[str, Record] = json.loads(zlib.decompress(data))
         return loaded
 
-    def next_update_seq(self, name: str) -> int:
-        existing = self.storage.load_range((self.town_code, "update", name))
-        return 1 + max((int(key[3]) for key, _ in existing), default=0)
-
-    def commit_import(
-        self,
-        deltas: Mapping[str, bytes],
-        table: str,
-        records: Mapping[str, Record],
-        extra: Mapping[StorageKey, bytes] | None = None,
-    ) -> None:
-        """Persist one table's import: the deltas of the documents it touched and the
-        import state, in one transaction (snapshots follow in `save_snapshots`)."""
-        items: list[tuple[StorageKey, bytes]] = []
-        for name, delta in deltas.items():
-            seq = self.next_update_seq(name)
-            items.append(((self.town_code, "update", name, f"{seq:010d}"), delta))
+    def import_entry(
+        self, table: str, records: Mapping[str, Record]
+    ) -> tuple[StorageKey, bytes]:
+        """The storage item recording a table's import (saved with the import's blobs)."""
         state = json.dumps(records, ensure_ascii=False, sort_keys=True).encode()
-        items.append(((self.town_code, "import", table), zlib.compress(state, 6)))
-        items.extend((extra or {}).items())
-        self.storage.save_many(items)
+        return (self.town_code, "import", table), zlib.compress(state, 6)
 
-    def save_snapshots(self, registry: TownRegistry, names: Iterable[str]) -> None:
-        self.storage.save_many(
-            ((self.town_code, "doc", name), registry.documents[name].export_snapshot())
-            for name in sorted(set(names))
-        )
+    def document_names(self) -> list[str]:
+        """The town's documents, as named by the blobs of the hub's sync log."""
+        names = {
+            json.loads(meta)["d"].split("/", 1)[-1]
+            for _, meta in self.storage.load_range((self.town_code, "logmeta"))
+        }
+        return sorted(names)
 
     def as_of(self) -> str:
         data = self.storage.load((self.town_code, "as-of"))
@@ -98,3 +74,27 @@ class TownStore:
     def town_settings(self) -> dict[str, object] | None:
         data = self.storage.load((self.town_code, "town"))
         return None if data is None else dict(json.loads(data))
+
+    # ------------------------------------------------------------------ legacy
+
+    def legacy_registry(self, shards: int) -> TownRegistry | None:
+        """The documents an older hub kept in plaintext, or None if there are none."""
+        docs = self.storage.load_range((self.town_code, "doc"))
+        updates = self.storage.load_range((self.town_code, "update"))
+        if not docs and not updates:
+            return None
+        registry = TownRegistry(self.town_code, shards=shards)
+        waiting = []
+        for key, data in [*docs, *updates]:
+            try:
+                registry.load(key[2], data)
+            except CrdtPendingError:
+                waiting.append((key[2], data))
+        for name, data in waiting:
+            registry.load(name, data)
+        return registry
+
+    def remove_legacy(self) -> None:
+        for area in ("doc", "update", "sealed", "sealed-partner"):
+            for key, _ in self.storage.load_range((self.town_code, area)):
+                self.storage.remove(key)

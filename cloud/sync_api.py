@@ -15,6 +15,13 @@ box certificate chaining to the federation root (`cloud.enrolment`, `renkei enro
 on a box (and a hub with no root pinned) a peer id is admitted when the store holds
 ("sync", "peer", id) — written when discovery verified the peer's certificate.
 
+The hub also serves its sync state as JSON (`hub_routes`, documented in
+docs/sync-protocol.md §10–11):
+
+    GET  /api/replicas                       the replica-health view
+    GET  /api/review?town=&status=           concurrent edits listed for review
+    POST /api/review/{town}/{item}           mark an item resolved ({"by", "note"})
+
 Failpoints (tests and drills only): with RENKEI_SYNC_FAILPOINT=point[@n] in the
 environment (or =file:PATH, PATH holding such a spec, read at each check, so a drill can
 arm it while the hub runs), the process kills itself with SIGKILL the n-th time (default
@@ -25,6 +32,7 @@ the request's blobs stored), exchange.after-store (before the reply), exchange.m
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -33,10 +41,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from shared.storage import Storage, StorageKey
@@ -53,7 +62,10 @@ from shared.sync.messages import (
     encode,
     frames,
 )
-from shared.sync.protocol import Limits, NonceBook, Responder
+from shared.sync.protocol import Limits, NonceBook, Observer, Placement, Responder
+
+if TYPE_CHECKING:
+    from cloud.replica import HubReplica
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +77,48 @@ def peer_key(peer_id: str) -> StorageKey:
     return ("sync", "peer", peer_id)
 
 
-def enrol_peer(storage: Storage, peer_id: str) -> None:
-    """Admit a peer's sync identity (what box enrolment records)."""
+def enrol_peer(storage: Storage, peer_id: str, *, name: str = "", town: str = "") -> None:
+    """Admit a peer's sync identity (what box enrolment records), with the box's name and
+    town for the hub's replica-health view when known."""
     if verify_key_of(peer_id) is None:
         raise ValueError("not a self-certifying peer id")
-    storage.save(peer_key(peer_id), b"1")
+    record = json.dumps({"name": name, "town": town}, ensure_ascii=False).encode()
+    storage.save(peer_key(peer_id), record if name or town else b"1")
 
 
 def enrolled_peers(storage: Storage) -> Callable[[str], bool]:
     return lambda peer_id: storage.load(peer_key(peer_id)) is not None
+
+
+SCOPES_KEY: StorageKey = ("federation", "scopes")
+
+
+def separate_towns(storage: Storage) -> dict[str, str]:
+    """Towns whose partners hold a separate copy ({town: its partner scope}); written
+    by the hub's import, and on a box from the federation's description."""
+    raw = storage.load(SCOPES_KEY)
+    return {} if raw is None else dict(json.loads(raw))
+
+
+def peer_town(storage: Storage, peer_id: str) -> str:
+    raw = storage.load(peer_key(peer_id))
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        data = None
+    return str(data.get("town", "")) if isinstance(data, dict) else ""
+
+
+def placement(storage: Storage) -> Placement:
+    """A town with a separate partner copy is synced in full only with its own town's
+    boxes (as enrolled); every other town, and every partner copy, with any peer."""
+
+    def allowed(peer: str, town: str) -> bool:
+        if town not in separate_towns(storage):
+            return True
+        return peer_town(storage, peer) == town
+
+    return allowed
 
 
 # ---------------------------------------------------------------------------- failpoints
@@ -122,6 +167,8 @@ class SyncService:
     limits: Limits = field(default_factory=Limits)
     authorize: Callable[[str], bool] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    observe: Observer | None = None  # told of every authorised exchange (the hub's view)
+    placement: Placement | None = None  # which peer may sync which town here
     responder: Responder = field(init=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +178,8 @@ class SyncService:
             limits=self.limits,
             nonces=NonceBook(),
             authorize=self.authorize or enrolled_peers(self.log.storage),
+            observe=self.observe,
+            placement=self.placement or placement(self.log.storage),
         )
 
     def handle(self, message: Message) -> Message:
@@ -214,26 +263,58 @@ class _TooLarge(Exception):
 
 
 def hub_service(request: Request) -> SyncService:
-    """The hub's sync service over its data folder's store, created on first use."""
-    state = request.app.state
-    service: SyncService | None = getattr(state, "sync_service", None)
-    if service is None or service.log.storage is not state.storage:
-        # peers are admitted by an enrolled certificate (cloud/enrolment.py) once the hub
-        # has a federation root pinned; stored ids only on a hub without one
-        enrolment = getattr(state, "enrolment", None)
-        legacy = enrolled_peers(state.storage)
-        authorize = enrolment.admission(legacy) if enrolment is not None else legacy
-        service = SyncService(
-            BlobLog(state.storage), hub_peer_id(state.storage), authorize=authorize
-        )
-        state.sync_service = service
+    """The hub's sync service (built in the hub's lifespan over its `HubReplica`)."""
+    service: SyncService = request.app.state.sync_service
     return service
 
 
-def hub_peer_id(storage: Storage) -> str:
-    from nacl.signing import VerifyKey
+def hub_sync_service(hub: HubReplica, enrolment: Any = None) -> SyncService:
+    """The hub's responder over its replica's log. Peers are admitted by an enrolled
+    certificate (`cloud.enrolment`) once the hub has a federation root pinned; by stored
+    ids only on a hub without one."""
+    legacy = enrolled_peers(hub.storage)
+    authorize = enrolment.admission(legacy) if enrolment is not None else legacy
+    return SyncService(hub.log, hub.peer_id, authorize=authorize, observe=hub.observe)
 
-    from shared.sync.identity import writer_id_of
 
-    pinned = storage.load(("federation", "hub-writer"))
-    return writer_id_of(VerifyKey(bytes.fromhex(pinned.decode()))) if pinned else "hub"
+def hub_routes(hub_of: Callable[[Request], HubReplica]) -> list[Route]:
+    """The hub's sync state as JSON: replica health and the review list."""
+
+    async def replicas(request: Request) -> JSONResponse:
+        hub = hub_of(request)
+        return JSONResponse(await run_in_threadpool(locked, request, hub.health))
+
+    async def review(request: Request) -> JSONResponse:
+        hub = hub_of(request)
+        town = request.query_params.get("town") or None
+        status = request.query_params.get("status") or None
+        items = hub.review_items(town, status)
+        return JSONResponse({"items": items, "open": sum(i["status"] == "open" for i in items)})
+
+    async def resolve(request: Request) -> JSONResponse:
+        hub = hub_of(request)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        by = str(body.get("by", "")).strip() if isinstance(body, dict) else ""
+        note = str(body.get("note", "")) if isinstance(body, dict) else ""
+        if not by:
+            return JSONResponse({"error": "確認した担当者（by）を指定してください。"}, 400)
+        try:
+            item = hub.resolve(request.path_params["town"], request.path_params["item"], by, note)
+        except KeyError:
+            return JSONResponse({"error": "指定された確認事項はありません。"}, 404)
+        return JSONResponse(item)
+
+    return [
+        Route("/api/replicas", replicas),
+        Route("/api/review", review),
+        Route("/api/review/{town:str}/{item:str}", resolve, methods=["POST"]),
+    ]
+
+
+def locked(request: Request, func: Callable[[], Any]) -> Any:
+    """Run `func` holding the hub's sync lock (its log is shared with the sync routes)."""
+    with hub_service(request).lock:
+        return func()

@@ -1,9 +1,14 @@
 """The box's web application: the composition root of the box process.
 
-The lifespan opens the box's sealed replica store and login throttle, pulls from the hub
-(and keeps pulling in the background; the box works from its local replica when the hub
-is unreachable). No town is open at start: a town opens in memory when one of its clerks
-logs in with their usual ID and password, and every town is sealed again on restart.
+The lifespan opens the box's sealed replica store and login throttle, fetches the towns'
+keys and clerks' credentials from the hub (and keeps doing so in the background), and
+starts the sync agent — the towns' documents reach the box only through its sync log;
+the first sync with the hub completes before the box answers, when the hub is there.
+The box works from its local replica when the hub is unreachable. No town is open at
+start: a town opens in memory, from the sync log, when one of its clerks logs in with
+their usual ID and password, and every town is sealed again on restart. Each town's
+as-of time comes from the hub's signed statement, with a warning when it shows the box
+is starved of newer data.
 
     GET  /login            login form (Japanese)
     POST /login            log in; opens the town if it is not open yet
@@ -265,6 +270,10 @@ def create_app(config: BoxConfig) -> Starlette:
         puller = asyncio.create_task(box.pull_forever())
         sync = AgentConfig.for_box(config.data_dir, config.hub_url, config.town_code)
         agent = SyncAgent(box.storage, sync)
+        if box.hub_reachable and sync.hub_url:
+            # Open with the hub's data when the hub is there (a failure is only logged:
+            # the agent keeps trying, and the box serves what it holds).
+            await asyncio.to_thread(agent.attempt, sync.hub_url)
         await agent.start()
         await lan.start(agent)
         await watch.start()
@@ -414,7 +423,11 @@ def create_app(config: BoxConfig) -> Starlette:
             return _sealed_again(request)
         error = "" if answer.get("ok") else str(answer.get("error", ""))
         results = [ResultRow(**row) for row in answer.get("rows", [])]
-        town = {"name": answer.get("name", ""), "as_of_label": answer.get("as_of_label", "")}
+        town = {
+            "name": answer.get("name", ""),
+            "as_of_label": answer.get("as_of_label", ""),
+            "as_of_warning": answer.get("as_of_warning", ""),
+        }
         return render(
             "search.html",
             status_code=400 if error else 200,

@@ -1,19 +1,27 @@
 """A box's sealed replicas: what it keeps on disk, and how a clerk's login opens a town.
 
 On disk (the box's `replica.db`, through the storage seam) there is nothing a thief can
-read: documents as blobs sealed to their town, clerks' keys wrapped under their
-passwords, towns' public keys and the hub's writer key. A town opens only in memory,
-when one of its clerks logs in: the password unwraps the clerk's keys, which open the
-town's keys, which open the blobs (BRIEF §3). A restart forgets all of it.
+read: every town's documents as the sync log's blobs, sealed to their town (written by
+the sync agent, `edge.sync_agent`; layout in `shared.sync.log`), clerks' keys wrapped
+under their passwords, towns' public keys and the hub's writer key. A town opens only in
+memory, when one of its clerks logs in: the password unwraps the clerk's keys, which open
+the town's keys, which open the blobs (BRIEF §3). A restart forgets all of it.
 
-    (town, "blob", document)        sealed blob as the hub published it
+What this module fetches from the hub beside the sync log (`pull`, no documents):
+
     (town, "credential", login)     the clerk's credential record (wrapped keys)
     (town, "public")                the town's public keys (JSON)
     (town, "certificates")          its clerks' town-signed certificates (JSON list)
-    (town, "as-of")                 the hub's as-of time for the town
-    ("federation", "hub-writer")    the hub's writer key, pinned at first contact
+    ("federation", "hub-writer")    the hub's writer key, pinned at first contact: the
+                                    authority whose as-of and compaction notices count
     ("federation", "towns")         the towns the box holds
     ("federation", "names")         their names, for the login screen
+    ("federation", "scopes")        towns whose partner boxes hold a separate copy without
+                                    個人番号, and its scope (`shared.sync.scopes`)
+
+A town's as-of time comes from the hub's signed as-of statement the sync log holds
+(`freshness`): the export time of the newest statement whose blobs are all here, with a
+warning when the hub has newer data than the box holds, or has said nothing for too long.
 
 Errors a clerk can meet are `UnlockError`s with a Japanese message.
 """
@@ -22,21 +30,27 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 from nacl.signing import VerifyKey
 
 from shared import crypto
-from shared.blobs import BlobError, blob_id, open_blob, verify_blob
 from shared.crypto import ClerkCertificate, KeyRing
 from shared.registry import TownRegistry
 from shared.storage import Storage, StorageKey
+from shared.sync.identity import Identity, writer_id_of
+from shared.sync.notices import Freshness, freshness
+from shared.sync.replica import SyncReplica, load_or_create_identity
+from shared.sync.scopes import partner_scope, scope_ring
+from shared.wareki import to_wareki
 
 log = logging.getLogger(__name__)
 
-HUB_WRITER_ID = "hub"
 _HUB_WRITER: StorageKey = ("federation", "hub-writer")
+_SCOPES: StorageKey = ("federation", "scopes")  # towns whose partners hold a partner copy
 _TOWNS: StorageKey = ("federation", "towns")
 _NAMES: StorageKey = ("federation", "names")
 
@@ -71,15 +85,42 @@ class BoxReplica:
         data = self.storage.load(_NAMES)
         return str((json.loads(data) if data else {}).get(town, town))
 
-    def as_of(self, town: str) -> str:
-        data = self.storage.load((town, "as-of"))
-        return "" if data is None else data.decode()
-
-    def _writer_lookup(self, writer_id: str) -> VerifyKey | None:
+    def hub_writer_id(self) -> str | None:
+        """The pinned hub's writer id: the authority of as-of and compaction notices."""
         pinned = self.storage.load(_HUB_WRITER)
-        if writer_id != HUB_WRITER_ID or pinned is None:
-            return None
-        return VerifyKey(bytes.fromhex(pinned.decode()))
+        return writer_id_of(VerifyKey(bytes.fromhex(pinned.decode()))) if pinned else None
+
+    def scope_of(self, town: str) -> str:
+        """The log scope this box holds of the town: the town itself, or on a partner
+        box of a town that keeps 個人番号 out, its partner copy."""
+        return held_scope(self.storage, town)
+
+    def freshness(self, town: str, now: float | None = None) -> Freshness:
+        moment = time.time() if now is None else now
+        return freshness(self.storage, self.scope_of(town), moment)
+
+    def as_of(self, town: str) -> str:
+        """The export time the box's data of the town is as of ("" before any)."""
+        return self.freshness(town).as_of
+
+    def as_of_line(self, town: str, now: float | None = None) -> tuple[str, str]:
+        """The town's as-of time as a clerk reads it, and a warning ("" if none)."""
+        fresh = self.freshness(town, now)
+        label = as_of_label(fresh.as_of) if fresh.as_of else "不明（ハブからまだ届いていません）"
+        warnings = []
+        if fresh.starved and fresh.hub_as_of:
+            warnings.append(
+                f"ハブには{as_of_label(fresh.hub_as_of)}時点のデータがありますが、"
+                "この機器にはまだ届いていません。ネットワークを確認し、"
+                "しばらくしても変わらなければシステム管理者に連絡してください。"
+            )
+        if fresh.stale:
+            hours = int(((time.time() if now is None else now) - fresh.issued) // 3600)
+            warnings.append(
+                f"ハブからの時点情報が{hours}時間届いていません。"
+                "データが古い可能性があります（異動の処理は控えてください）。"
+            )
+        return label, "".join(warnings)
 
     def certificates(self, town: str) -> list[ClerkCertificate]:
         """The town's clerk certificates (checked by whoever relies on them)."""
@@ -95,8 +136,9 @@ class BoxReplica:
     # ------------------------------------------------------------------ pulling
 
     def pull(self, client: httpx.Client, box_town: str) -> list[str]:
-        """Fetch what changed at the hub for every town; returns the towns updated.
-        Each blob is verified against the pinned hub key before it is stored."""
+        """Fetch every town's public keys, clerks' credentials and certificates (the
+        documents come through the sync log, never this way); returns the towns
+        updated. The hub's writer key is pinned at first contact."""
         federation = client.get("/api/federation").raise_for_status().json()
         if federation["hub_writer"] is None:
             return []
@@ -106,10 +148,12 @@ class BoxReplica:
             self.storage.save(_HUB_WRITER, offered)  # trust on first contact, until enrolment
         elif pinned != offered:
             raise ReplicaError("the hub's writer key changed; refusing its data")
+        scopes = federation.get("scopes", {})
         self.storage.save_many(
             [
                 (_TOWNS, json.dumps(sorted(federation["towns"])).encode()),
                 (_NAMES, json.dumps(federation.get("names", {}), ensure_ascii=False).encode()),
+                (_SCOPES, json.dumps(scopes if isinstance(scopes, dict) else {}).encode()),
             ]
         )
         updated = []
@@ -126,20 +170,6 @@ class BoxReplica:
             return False
         listing = manifest.raise_for_status().json()
         items: list[tuple[StorageKey, bytes]] = []
-        for name, wanted in sorted(listing["documents"].items()):
-            current = self.storage.load((town, "blob", name))
-            if current is not None and blob_id(current).hex() == wanted:
-                continue
-            blob = client.get(
-                f"/api/replica/{town}/blobs/{name}", params={"box_town": box_town}
-            ).raise_for_status().content
-            try:
-                header = verify_blob(blob, self._writer_lookup)
-            except BlobError as exc:
-                raise ReplicaError(f"{town}/{name}: {exc}") from exc
-            if header.town != town or header.document != f"{town}/{name}":
-                raise ReplicaError(f"{town}/{name}: blob header names {header.document!r}")
-            items.append(((town, "blob", name), blob))
         for login in listing["credentials"]:
             response = client.get(
                 f"/api/replica/{town}/credentials/{login}", params={"box_town": box_town}
@@ -148,7 +178,6 @@ class BoxReplica:
         certificates = client.get(f"/api/replica/{town}/certificates").raise_for_status()
         items.append(((town, "certificates"), certificates.content))
         items.append(((town, "public"), json.dumps(public).encode()))
-        items.append(((town, "as-of"), str(listing["as_of"]).encode()))
         # A clerk changed on this box and not yet at the hub (edge/clerks.py) keeps what
         # the box has: the hub's copy is older.
         changed = {
@@ -198,8 +227,58 @@ class BoxReplica:
         return Unlocked(ring, certificate, str(record.get("name", login_id)), clerk_keys)
 
     def open_registry(self, town: str, keyring: KeyRing, shards: int) -> TownRegistry:
-        registry = TownRegistry(town, shards=shards)
-        for key, blob in self.storage.load_range((town, "blob")):
-            _, plaintext = open_blob(blob, keyring, self._writer_lookup)
-            registry.load(key[2], plaintext)
-        return registry
+        """The town's documents from the sync log (a one-off reader; a town's worker keeps
+        its `TownReader` to follow later blobs)."""
+        return TownReader(self.storage, town, shards).open(keyring)
+
+
+def as_of_label(as_of: str) -> str:
+    """An export time as a clerk reads it: 令和8年11月26日 2時00分."""
+    try:
+        moment = datetime.fromisoformat(as_of)
+    except ValueError:
+        return as_of or "不明"
+    return f"{to_wareki(moment.date())} {moment.hour}時{moment.minute:02d}分"
+
+
+def held_scope(storage: Storage, town: str) -> str:
+    if storage.load(("sync", "town", town)) is None:
+        copy = partner_scope(town)
+        if storage.load(("sync", "town", copy)) is not None:
+            return copy
+    return town
+
+
+class TownReader:
+    """One town opened from the box's sync log, following the blobs that arrive later
+    (the box's agent writes them to the same store from another process). Edits made
+    here are this reader's own writer's blobs: each (box, town) has its own writer id,
+    kept in the store, since only one process at a time writes under it."""
+
+    def __init__(self, storage: Storage, town: str, shards: int) -> None:
+        self.town = town
+        self.shards = shards
+        self.scope = held_scope(storage, town)
+        pinned = BoxReplica(storage).hub_writer_id
+        identity = load_or_create_identity(storage, ("sync", "identity", "town", town))
+        self.sync = SyncReplica(storage, identity, shards=shards, authority=pinned)
+
+    @property
+    def writer(self) -> Identity:
+        return self.sync.writer
+
+    def open(self, keyring: KeyRing) -> TownRegistry:
+        """The town's registry (on a partner box of a town that keeps 個人番号 out, its
+        partner copy, under the town's own code)."""
+        if keyring.town != self.town:
+            raise UnlockError("この町村の鍵ではありません。")
+        if self.scope == self.town:
+            return self.sync.open_town(keyring)
+        copy = self.sync.open_town(scope_ring(keyring, self.scope))
+        return TownRegistry(self.town, shards=self.shards, documents=copy.documents)
+
+    def follow(self) -> bool:
+        """Apply what arrived since; True if the town's documents changed."""
+        before = self.sync.changes
+        self.sync.log.refresh()
+        return self.sync.changes != before

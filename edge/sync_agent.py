@@ -12,6 +12,11 @@ boxes, and serves box↔box sync on a peer port.
   every peer synced, backoff or not.
 - **支援措置 first**: every exchange sends the `blocks` documents before anything else
   (`BlobLog.missing_for`); towns are synced own town first.
+- **Acknowledge**: at least every `ack_interval_s` a session with each peer sends one
+  exchange even when nothing is missing, so the hub hears this box's have-vector (its
+  replica-health view; compaction trims only what every recent replica acknowledged).
+- **Notices**: the hub's signed as-of statements and compaction bases travel in every
+  session; the box trusts only the pinned hub writer's (`BoxReplica.hub_writer_id`).
 
 Configuration: `AgentConfig`; a box reads the optional `sync.json` in its data folder
 ({"peers": [urls], "listen": "host:port", "towns": [codes], "pull_interval_s": …}).
@@ -40,13 +45,22 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from cloud.sync_api import MEDIA_TYPE, SyncService, enrolled_peers, sync_routes
+from cloud.sync_api import (
+    MEDIA_TYPE,
+    SyncService,
+    enrolled_peers,
+    separate_towns,
+    sync_routes,
+)
+from edge.replica import BoxReplica
 from shared.storage import Storage
 from shared.sync.errors import SyncError, WireError
 from shared.sync.identity import Identity
 from shared.sync.messages import Message, decode, encode
+from shared.sync.notices import Authority
 from shared.sync.protocol import Initiator, Limits, State
 from shared.sync.replica import SyncReplica, load_or_create_identity
+from shared.sync.scopes import town_of
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +81,7 @@ class AgentConfig:
     push_delay_s: float = 0.5
     watch_interval_s: float = 1.0
     pull_interval_s: float = 5.0
+    ack_interval_s: float = 60.0
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     nightly: dt.time = dt.time(2, 30)
@@ -120,12 +135,13 @@ def run_session(
     *,
     limits: Limits,
     attempts: int = 3,
+    ack: bool = False,
 ) -> Initiator:
     """One town's session with the peer behind `client`; starts over (new hello) when a
     nonce was stale, e.g. after the peer restarted or a request was replayed."""
-    initiator = Initiator(service.log, identity, (town,), limits=limits)
+    initiator = Initiator(service.log, identity, (town,), limits=limits, ack=ack)
     for _ in range(attempts):
-        initiator = Initiator(service.log, identity, (town,), limits=limits)
+        initiator = Initiator(service.log, identity, (town,), limits=limits, ack=ack)
         message: Message | None = initiator.start()
         path = "hello"
         while message is not None:
@@ -169,11 +185,19 @@ class SyncAgent:
         *,
         identity: Identity | None = None,
         replica: SyncReplica | None = None,
+        authority: Authority | str | None = None,
     ) -> None:
         self.config = config
         self.storage = storage
         self.identity = identity or load_or_create_identity(storage)
-        self.replica = replica or SyncReplica(storage, self.identity, towns=config.towns)
+        if authority is None:
+            authority = BoxReplica(storage).hub_writer_id
+        self.replica = replica or SyncReplica(
+            storage,
+            self.identity,
+            towns=config.towns if config.towns is not None else self.holds,
+            authority=authority,
+        )
         self.service = SyncService(
             self.replica.log,
             self.identity.writer_id,
@@ -191,12 +215,19 @@ class SyncAgent:
         self._inflight: asyncio.Future[Any] | None = None
         self._stopping = threading.Event()
         self._rng = random.Random()
+        self._acked: dict[tuple[str, str], float] = {}  # (peer url, town) → monotonic
 
     # ------------------------------------------------------------------ towns
 
+    def holds(self, town: str) -> bool:
+        """Placement: every town of the federation — but of a town that keeps 個人番号
+        out of its partners' replicas, only its partner copy, unless it is this box's."""
+        return town == self.config.own_town or town not in separate_towns(self.storage)
+
     def towns(self, client: httpx.Client | None = None) -> list[str]:
         """The towns to sync, own town first: the configured ones, or every town the
-        federation lists (from the hub, else as last seen) and every town in the log."""
+        federation lists (from the hub, else as last seen) and every town in the log,
+        each as placed (`holds`)."""
         if self.config.towns is not None:
             towns = set(self.config.towns)
         else:
@@ -209,7 +240,9 @@ class SyncAgent:
                     response = client.get("/api/federation")
                     if response.status_code == 200:
                         towns |= set(response.json()["towns"])
-        return sorted(towns, key=lambda t: (t != self.config.own_town, t))
+            separate = separate_towns(self.storage)
+            towns = {t if self.holds(t) else separate[t] for t in towns}
+        return sorted(towns, key=lambda t: (town_of(t) != self.config.own_town, t))
 
     # ------------------------------------------------------------------ syncing
 
@@ -222,15 +255,22 @@ class SyncAgent:
     def sync_peer(self, url: str) -> list[Initiator]:
         """Sync every town with one peer (blocking). Raises on failure."""
         status = self.peers.setdefault(url, PeerStatus(url))
+        self._refresh()  # a town worker or an import may have written since
         done = []
         timeout = httpx.Timeout(self.config.request_timeout_s, connect=5.0)
         with httpx.Client(base_url=url, timeout=timeout) as client:
             for town in self.towns(client if url == self.config.hub_url else None):
                 if self._stopping.is_set():
                     raise AgentError("the agent is stopping")
+                now = time.monotonic()
+                last = self._acked.get((url, town))
+                ack = last is None or now - last >= self.config.ack_interval_s
                 initiator = run_session(
-                    client, self.service, self.identity, town, limits=self.config.limits
-                )
+                    client, self.service, self.identity, town, limits=self.config.limits,
+                    ack=ack,
+                )  # fmt: skip
+                if ack:
+                    self._acked[(url, town)] = now
                 status.blobs_in += initiator.stats.stored
                 status.blobs_out += initiator.stats.sent
                 done.append(initiator)
@@ -238,7 +278,8 @@ class SyncAgent:
         status.last_ok = time.time()
         return done
 
-    def _attempt(self, url: str) -> bool:
+    def attempt(self, url: str) -> bool:
+        """Sync with one peer now; a failure is counted and backs the peer off."""
         status = self.peers[url]
         try:
             self.sync_peer(url)
@@ -265,7 +306,7 @@ class SyncAgent:
         for problem in problems:
             log.error("blob log: %s", problem)
         for url in self.peers:
-            self._attempt(url)
+            self.attempt(url)
         return problems
 
     def _due(self, now: float) -> list[str]:
@@ -288,7 +329,7 @@ class SyncAgent:
                 self.last_nightly = dt.date.today()
                 await self._in_thread(self.full_reconcile)
             for url in self._due(time.monotonic()):
-                await self._in_thread(self._attempt, url)
+                await self._in_thread(self.attempt, url)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.watch_interval_s)

@@ -41,8 +41,11 @@ capability of the same town, never reach another town's worker, which holds neit
 that town's keys nor its capabilities. Killing a worker seals its town; the other towns'
 workers are untouched.
 
-The worker opens the sealed replica store read-only in spirit (it reads blobs and
-credentials; only the front's puller writes).
+The worker opens its town from the box's sync log (`edge.replica.TownReader`) and
+follows it: before each request it applies the blobs the box's sync agent stored since
+(another process, the same store), so a clerk sees an edit made on another box as soon
+as it has arrived here; the search index and the counter's data are rebuilt when the
+documents changed.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ from edge import worker_admin
 from edge.boxkey import box_code, box_signing_key
 from edge.counter import ClerkSession, Counter, CounterError, DeskInfo
 from edge.glass import sign_as_roster_clerk, sign_as_supervisor
-from edge.replica import BoxReplica, UnlockError
+from edge.replica import BoxReplica, TownReader, UnlockError
 from edge.town import OpenTown
 from edge.webfont import build_faces, gaiji_table
 from shared.crypto import KeyRing
@@ -90,6 +93,21 @@ class TownWorker:
         self.webfonts: dict[str, bytes] | None = None
         self._gaiji: dict[int, str] | None = None
         self.keyring: KeyRing | None = None
+        self.reader: TownReader | None = None
+
+    def follow(self) -> None:
+        """Take in what the box's agent stored since the last request."""
+        if self.open is None or self.reader is None:
+            return
+        if self.reader.follow():
+            # Same documents, new contents: a fresh index, and the counter's data rebuilt
+            # at its next use (a new 支援措置 block must count at once).
+            self.open = OpenTown(self.town, self.open.name, self.open.as_of, self.open.registry)
+            self.counter = None
+        as_of = self.replica.as_of(self.town)
+        if as_of != self.open.as_of:
+            self.open.as_of = as_of
+            self.counter = None
 
     def unlock(self, login_id: str, password: str) -> dict[str, Any]:
         try:
@@ -97,7 +115,8 @@ class TownWorker:
         except UnlockError as exc:
             return {"ok": False, "error": str(exc)}
         if self.open is None:
-            registry = self.replica.open_registry(self.town, unlocked.keyring, self.shards)
+            self.reader = TownReader(self.storage, self.town, self.shards)
+            registry = self.reader.open(unlocked.keyring)
             name, as_of = self.replica.town_name(self.town), self.replica.as_of(self.town)
             self.open = OpenTown(self.town, name, as_of, registry)
             self.keyring = unlocked.keyring
@@ -118,11 +137,13 @@ class TownWorker:
         """Rows for `query`; with no query, only the town's name and as-of time."""
         if capability not in self.capabilities or self.open is None:
             return {"ok": False, "error": "denied"}
+        _, warning = self.replica.as_of_line(self.town)
         info = {
             "town": self.town,
             "name": self.open.name,
             "as_of": self.open.as_of,
             "as_of_label": self.open.as_of_label,
+            "as_of_warning": warning,
         }
         if query is None:
             return {"ok": True, **info, "rows": []}
@@ -238,6 +259,8 @@ class TownWorker:
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
+        if op not in ("ping", "unlock", "close", "glass_sign"):
+            self.follow()  # what a clerk sees is what the box's sync log holds now
         if op == "ping":
             return {"ok": True, "town": self.town, "open": self.open is not None}
         if op == "unlock":

@@ -151,3 +151,66 @@ class RecordDocument:
             else:
                 for record_id in diff.diff.updated:
                     yield table, str(record_id)
+
+
+# ---------------------------------------------------------------------------- concurrency
+
+
+RECORD = "*"  # the field name reported when a whole record was created or deleted
+
+
+def _fields_between(doc: Any, start: Any, end: Any) -> set[tuple[str, str, str]]:
+    found: set[tuple[str, str, str]] = set()
+    batch = doc.diff(doc.vv_to_frontiers(start), doc.vv_to_frontiers(end))
+    for container, diff in batch.get_diff():
+        path = doc.get_path_to_container(container)
+        if not path:
+            continue
+        table = str(path[0][1].key)
+        if table == _META:
+            continue
+        updated = getattr(diff.diff, "updated", {})
+        if len(path) >= 2:
+            found.update((table, str(path[1][1].key), str(key)) for key in updated)
+        else:
+            found.update((table, str(key), RECORD) for key in updated)
+    return found
+
+
+def _field_value(doc: Any, version: Any, table: str, record_id: str, field: str) -> Any:
+    fork = doc.fork_at(doc.vv_to_frontiers(version))
+    entry = fork.get_map(table).get(record_id)
+    if entry is None:
+        return None
+    value = entry.container.get_deep_value()
+    return value if field == RECORD else value.get(field)
+
+
+def concurrent_edits(
+    document: RecordDocument, data: bytes, before: bytes
+) -> list[tuple[str, str, str, Any, Any]]:
+    """The fields an update just imported into `document` changed that the document had
+    also changed concurrently — made without having seen each other — as (table, record
+    id, field, the update's value, the value the document had before it). Loro keeps one
+    of the two silently (the later Lamport clock wins); this is how a replica notices.
+    `before` is the document's version just before `data` was imported."""
+    doc = document._doc
+    meta = loro.LoroDoc.decode_import_blob_meta(data, False)
+    seen = doc.frontiers_to_vv(meta.start_frontiers)  # what the update's author had
+    mine = loro.VersionVector.decode(before)
+    if seen.includes_vv(mine):
+        return []  # its author had everything this replica had: nothing concurrent
+    theirs = loro.VersionVector.decode(seen.encode())
+    theirs.merge(meta.partial_end_vv)
+    common = seen.intersection(mine)
+    both = _fields_between(doc, common, mine) & _fields_between(doc, seen, theirs)
+    return [
+        (
+            table,
+            record_id,
+            field,
+            _field_value(doc, theirs, table, record_id, field),
+            _field_value(doc, mine, table, record_id, field),
+        )
+        for table, record_id, field in sorted(both)
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import secrets
 import ssl
 import subprocess
@@ -59,7 +60,7 @@ def _demo_password(rng: secrets.SystemRandom) -> str:
     return "-".join(rng.sample(words, 3)) + f"-{rng.randrange(1000, 9999)}"
 
 
-def _prepare(workdir: Path, seed: int) -> tuple[Path, list[tuple[str, str, str, str]]]:
+def _prepare(workdir: Path, seed: int) -> tuple[Path, str, list[tuple[str, str, str, str]]]:
     from cloud.app import hub_db_path
     from cloud.custody import Custody
     from cloud.importer import import_export
@@ -80,6 +81,7 @@ def _prepare(workdir: Path, seed: int) -> tuple[Path, list[tuple[str, str, str, 
     credentials_file = workdir / "demo-credentials.json"
     try:
         report = import_export(export_dir, storage, custody=custody)
+        _enrol_demo_boxes(workdir, storage)
         if credentials_file.exists():
             credentials = [tuple(c) for c in json.loads(credentials_file.read_text())]
         else:
@@ -92,7 +94,22 @@ def _prepare(workdir: Path, seed: int) -> tuple[Path, list[tuple[str, str, str, 
     _say(report.summary())
     if not report.ok:
         raise SystemExit(1)
-    return data_dir, credentials
+    return data_dir, passphrase, credentials
+
+
+def _enrol_demo_boxes(workdir: Path, storage: Any) -> None:
+    """Each box's sync identity, admitted at the hub (what enrolment will do)."""
+    from cloud.sync_api import enrol_peer
+    from shared.storage import SqliteStorage
+    from shared.sync.replica import load_or_create_identity
+
+    for code in TOWN_CODES:
+        box = SqliteStorage(workdir / "boxes" / code / "data" / "replica.db")
+        try:
+            peer = load_or_create_identity(box).writer_id
+        finally:
+            box.close()
+        enrol_peer(storage, peer, name=f"box-{code}", town=code)
 
 
 def _provision_demo_clerks(
@@ -204,7 +221,7 @@ def _smoke_test(
 
 def run(args: argparse.Namespace) -> int:
     workdir: Path = args.dir
-    data_dir, credentials = _prepare(workdir, args.seed)
+    data_dir, passphrase, credentials = _prepare(workdir, args.seed)
     hub_url = f"http://127.0.0.1:{args.port}"
     box_urls = {
         code: f"https://127.0.0.1:{args.port + 1 + i}" for i, code in enumerate(TOWN_CODES)
@@ -213,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
     renkei = [sys.executable, "-m", "renkei"]
     with _processes() as started:
         hub_cmd = [*renkei, "hub", "--data", str(data_dir), "--port", str(args.port)]
-        started.append(subprocess.Popen(hub_cmd))
+        hub_env = {**os.environ, "RENKEI_HUB_PASSPHRASE": passphrase}  # the operator's part
+        started.append(subprocess.Popen(hub_cmd, env=hub_env))
         _wait_ready(hub_url, started[-1], ca_file)
         for code, url in box_urls.items():
             port = url.rsplit(":", 1)[1]

@@ -1,4 +1,10 @@
-"""`renkei hub`: run the hub (cloud centre) web process."""
+"""`renkei hub`: run the hub (cloud centre) web process.
+
+The operator unseals the hub's key custody at start-up (the passphrase as for `renkei
+import`: RENKEI_HUB_PASSPHRASE, the systemd credential `hub-passphrase`, or typed): the
+hub then reads the boxes' edits, lists concurrent ones for review, and serves the towns'
+logs. A hub whose data folder has no custody file yet runs as a relay only.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +22,20 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cloud.app import create_app
-    from firmware.notify import run_uvicorn
+    import sys
 
-    run_uvicorn(create_app(args.data), host=args.host, port=args.port, log_level="warning")
+    from cloud.app import create_app
+    from cloud.custody import CUSTODY_FILE, Custody, CustodyError
+    from firmware.notify import run_uvicorn
+    from renkei.commands.import_ import hub_passphrase
+
+    custody = None
+    if (args.data / CUSTODY_FILE).exists():
+        try:
+            custody = Custody.load(args.data, hub_passphrase())
+        except CustodyError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    app = create_app(args.data, custody)
+    run_uvicorn(app, host=args.host, port=args.port, log_level="warning")
     return 0

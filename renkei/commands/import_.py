@@ -1,8 +1,9 @@
 """`renkei import`: validate the core system's export and import it into the hub's store.
 
 The hub's custody of the towns' keys is unsealed with the operator's passphrase, taken
-from RENKEI_HUB_PASSPHRASE or asked for on the terminal; every imported document is then
-also published as a blob sealed to its town for the boxes.
+from RENKEI_HUB_PASSPHRASE (or a systemd credential) or asked for on the terminal; every
+change is written into the hub's sync log, sealed to its town, which is how it reaches the
+boxes (`cloud.importer`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,17 @@ def register(subparsers: Any) -> None:
 
 
 def hub_passphrase() -> str:
+    """The operator's passphrase for the hub's key custody: RENKEI_HUB_PASSPHRASE, a
+    systemd credential named `hub-passphrase` (LoadCredentialEncrypted= or
+    systemd-ask-password piped in), or typed at the terminal."""
     passphrase = os.environ.get("RENKEI_HUB_PASSPHRASE")
     if passphrase:
         return passphrase
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        path = Path(credentials) / "hub-passphrase"
+        if path.exists():
+            return path.read_text().strip()
     return getpass.getpass("ハブの鍵保管パスフレーズ: ")
 
 

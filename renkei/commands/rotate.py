@@ -1,7 +1,7 @@
 """`renkei rotate`: start a new key epoch for a town at the hub (lost box, revoked clerk).
 
 Every clerk not revoked receives the new keys sealed to their own public key (no one's
-password is needed); the documents are re-published sealed under the new epoch. The
+password is needed); the documents are compacted: sealed afresh under the new epoch. The
 lost-box procedure in docs/operations.md runs this after revoking the box. Revocation
 protects only what is written from now on.
 """
@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from cloud.app import hub_db_path
     from cloud.custody import Custody, CustodyError, rotate_town
-    from cloud.store import TownStore
+    from cloud.replica import HubReplica
     from renkei.commands.import_ import hub_passphrase
     from shared.storage import SqliteStorage
 
@@ -43,9 +43,8 @@ def run(args: argparse.Namespace) -> int:
     storage = SqliteStorage(hub_db_path(args.data))
     try:
         new = rotate_town(custody, storage, args.town, frozenset(args.revoke))
-        registry = TownStore(storage, args.town).load_registry(shards=16)
-        custody.publish_documents(storage, registry)
         custody.save(args.data, passphrase)
+        HubReplica(storage, custody).compact(args.town)
     finally:
         storage.close()
     print(f"{args.town}: 鍵を第{new.epoch}世代に更新し、文書を再封緘しました。"

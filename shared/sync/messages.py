@@ -12,6 +12,11 @@ after the header, one frame each, so either side can stream a batch without hold
 whole.
 
 Types: hello → welcome; exchange → reply; refusal answers either when refused.
+
+Protocol 2 adds one field to welcome and exchange: "notices", the sender's newest signed
+notices (`shared.sync.notices`: as-of statements, compaction bases) for the session's
+towns. A version-1 peer never sees it (it is sent only when 2 was chosen) and would
+ignore it anyway.
 """
 
 from __future__ import annotations
@@ -30,11 +35,14 @@ from nacl.signing import SigningKey
 from shared.sync import identity
 from shared.sync.errors import WireError
 from shared.sync.log import Have, WriterHave
+from shared.sync.notices import Notice
 
 MAGIC = b"RKSY"
 FRAMING = 1
-PROTOCOL = 1  # this implementation's newest protocol version
+PROTOCOL = 2  # this implementation's newest protocol version (2: notices)
 MIN_PROTOCOL = 1  # the oldest it still speaks
+NOTICES_SINCE = 2  # the first protocol version with "notices"
+MAX_NOTICES = 64
 MAX_HEADER = 4 * 1024 * 1024
 MAX_BLOB = 256 * 1024 * 1024 + 64 * 1024
 MAX_BLOBS = 10_000
@@ -61,6 +69,7 @@ class Welcome:
     towns: tuple[str, ...]  # what the responder holds of what was asked
     have: Have
     protocol: int = PROTOCOL
+    notices: tuple[Notice, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,7 @@ class Exchange:
     blobs: Sequence[bytes] = ()
     signature: str = ""  # hex Ed25519 by `peer` over `signing_message()`
     protocol: int = PROTOCOL
+    notices: tuple[Notice, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +150,20 @@ def _nonneg(value: Any) -> int:
 # ---------------------------------------------------------------------------- header
 
 
+def _with_notices(header: dict[str, Any], message: Welcome | Exchange) -> dict[str, Any]:
+    if message.protocol >= NOTICES_SINCE:
+        header["notices"] = [n.to_json() for n in message.notices[:MAX_NOTICES]]
+    return header
+
+
+def _notices(header: Mapping[str, Any]) -> tuple[Notice, ...]:
+    raw = header.get("notices", [])
+    if not isinstance(raw, list):
+        raise WireError("field 'notices' must be a list")
+    found = (Notice.from_json(item) for item in raw[:MAX_NOTICES])
+    return tuple(n for n in found if n is not None)
+
+
 def _header(message: Message) -> dict[str, Any]:
     if isinstance(message, Hello):
         return {
@@ -152,27 +176,33 @@ def _header(message: Message) -> dict[str, Any]:
             "any_town": message.any_town,
         }
     if isinstance(message, Welcome):
-        return {
-            "type": "welcome",
-            "protocol": message.protocol,
-            "session": message.session,
-            "nonce": message.nonce,
-            "peer": message.peer,
-            "towns": list(message.towns),
-            "have": have_to_json(message.have),
-        }
+        return _with_notices(
+            {
+                "type": "welcome",
+                "protocol": message.protocol,
+                "session": message.session,
+                "nonce": message.nonce,
+                "peer": message.peer,
+                "towns": list(message.towns),
+                "have": have_to_json(message.have),
+            },
+            message,
+        )
     if isinstance(message, Exchange):
-        return {
-            "type": "exchange",
-            "protocol": message.protocol,
-            "session": message.session,
-            "round": message.round,
-            "nonce": message.nonce,
-            "peer": message.peer,
-            "towns": list(message.towns),
-            "have": have_to_json(message.have),
-            "sig": message.signature,
-        }
+        return _with_notices(
+            {
+                "type": "exchange",
+                "protocol": message.protocol,
+                "session": message.session,
+                "round": message.round,
+                "nonce": message.nonce,
+                "peer": message.peer,
+                "towns": list(message.towns),
+                "have": have_to_json(message.have),
+                "sig": message.signature,
+            },
+            message,
+        )
     if isinstance(message, Reply):
         return {
             "type": "reply",
@@ -300,6 +330,7 @@ def _message(header: Mapping[str, Any], blobs: tuple[bytes, ...]) -> Message:
             _towns(header),
             have_from_json(header.get("have")),
             protocol,
+            _notices(header),
         )
     if kind == "exchange":
         return Exchange(
@@ -312,6 +343,7 @@ def _message(header: Mapping[str, Any], blobs: tuple[bytes, ...]) -> Message:
             blobs,
             _str(header, "sig"),
             protocol,
+            _notices(header),
         )
     if kind == "reply":
         more = header.get("more")

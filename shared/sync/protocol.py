@@ -17,6 +17,14 @@ bounded batches. A nonce is used once: a replayed or duplicated exchange is refu
 blobs are no-ops in the log. Each side tracks what it sent in the session and never sends
 a slot twice, so a session ends even when the peer refuses a blob.
 
+Notices (protocol 2): the welcome carries the responder's newest signed notices for the
+session's towns, every exchange the initiator's; each side keeps what is newer and from
+the authority (`BlobLog.accept_notices`). An initiator holding a newer notice than the
+welcome showed sends one exchange even when no blob is missing, so notices spread like
+blobs. `Initiator(ack=True)` also always sends one exchange: it is how a responder learns
+a quiet peer's have-vector and that it is alive (the hub's replica-health view and
+compaction rely on it; `Responder(observe=…)` hears of every authorised exchange).
+
 Nothing here does I/O beyond the blob log it is given; transports (`shared.sync.peer`
 over a `Transport`, `cloud.sync_api` and `edge.sync_agent` over HTTP) move the bytes.
 """
@@ -34,6 +42,7 @@ from shared.sync.identity import Identity
 from shared.sync.log import BlobLog, BlobRef, Have, Outcome
 from shared.sync.messages import (
     MIN_PROTOCOL,
+    NOTICES_SINCE,
     PROTOCOL,
     Exchange,
     Hello,
@@ -134,15 +143,18 @@ def _all_peers(peer: str) -> bool:
     return True
 
 
+Observer = Callable[[str, tuple[str, ...], Have, float], None]  # peer, towns, have, now
+Placement = Callable[[str, str], bool]  # (peer, town) → may this peer sync this town here
+
+
 def offered_towns(log: BlobLog, asked: Sequence[str], any_town: bool) -> tuple[str, ...]:
     """The towns a replica exchanges for a request: what was asked (and, with
     `any_town`, every town it holds), limited to the towns it accepts (a log that
     accepts any town — the hub, a relay — takes all that are asked)."""
-    accepted = log.accepted_towns
     wanted = set(asked)
     if any_town:
-        wanted |= set(log.towns()) if accepted is None else set(accepted)
-    return tuple(sorted(t for t in wanted if accepted is None or t in accepted))
+        wanted |= set(log.towns()) if log.accepted_towns is None else set(log.accepted_towns)
+    return tuple(sorted(t for t in wanted if log.accepts(t)))
 
 
 class Responder:
@@ -155,13 +167,17 @@ class Responder:
         nonces: NonceBook | None = None,
         authorize: Callable[[str], bool] = _all_peers,
         versions: Versions = CURRENT,
+        observe: Observer | None = None,
+        placement: Placement | None = None,
     ) -> None:
         self.log = log
+        self.placement = placement
         self.peer_id = peer_id
         self.limits = limits
         self.nonces = nonces or NonceBook()
         self.authorize = authorize
         self.versions = versions
+        self.observe = observe
 
     def handle(self, message: Message, now: float) -> Message:
         if isinstance(message, Hello):
@@ -181,8 +197,19 @@ class Responder:
                 protocol=min(self.versions[1], hello.protocol),
             )
         towns = offered_towns(self.log, hello.towns, hello.any_town)
+        if self.placement is not None:
+            refused = [t for t in hello.towns if not self.placement(hello.peer, t)]
+            if refused:
+                return Refusal(
+                    hello.session, "auth", f"towns not placed with this peer: {refused}",
+                    protocol=chosen,
+                )  # fmt: skip
+            towns = tuple(t for t in towns if self.placement(hello.peer, t))
         nonce = self.nonces.issue(hello.session, now, chosen, towns)
-        return Welcome(hello.session, nonce, self.peer_id, towns, self.log.have(towns), chosen)
+        notices = tuple(self.log.notices.for_towns(towns)) if chosen >= NOTICES_SINCE else ()
+        return Welcome(
+            hello.session, nonce, self.peer_id, towns, self.log.have(towns), chosen, notices
+        )
 
     def _exchange(self, exchange: Exchange, now: float) -> Message:
         def refuse(code: str, text: str) -> Refusal:
@@ -199,6 +226,12 @@ class Responder:
             return refuse("auth", "peer not enrolled")
         if not set(exchange.towns) <= set(issued.towns):
             return refuse("request", "towns outside the session")
+        if self.placement is not None and not all(
+            self.placement(exchange.peer, t) for t in exchange.towns
+        ):
+            return refuse("auth", "towns not placed with this peer")
+        if exchange.notices:
+            self.log.accept_notices(exchange.notices, exchange.towns)
         results = self.log.add_many(exchange.blobs)
         stored = sum(1 for r in results if r.outcome is Outcome.STORED)
         refs, more = self.log.missing_for(
@@ -208,6 +241,8 @@ class Responder:
             max_bytes=self.limits.batch_bytes,
         )
         nonce = self.nonces.issue(exchange.session, now, issued.protocol, issued.towns)
+        if self.observe is not None:
+            self.observe(exchange.peer, exchange.towns, exchange.have, now)
         return Reply(
             exchange.session,
             exchange.round,
@@ -251,6 +286,7 @@ class Initiator:
     session: str = field(default_factory=lambda: secrets.token_hex(8))
     limits: Limits = field(default_factory=Limits)
     versions: Versions = CURRENT
+    ack: bool = False  # send at least one exchange (a heartbeat with this side's have)
     state: State = State.NEW
     error: str = ""
     refusal_code: str = ""
@@ -260,6 +296,7 @@ class Initiator:
     _round: int = 0
     _towns: tuple[str, ...] = ()
     _sent: set[tuple[str, str, int]] = field(default_factory=set)
+    _told: Have | None = None  # the have sent in the last exchange
 
     def start(self) -> Hello:
         self.state = State.AWAIT_WELCOME
@@ -297,15 +334,17 @@ class Initiator:
             return None
         self.protocol = welcome.protocol
         self.peer = welcome.peer
-        accepted = self.log.accepted_towns
         wanted = None if self.towns is None else set(self.towns)
         self._towns = tuple(
-            t
-            for t in welcome.towns
-            if (accepted is None or t in accepted) and (wanted is None or t in wanted)
+            t for t in welcome.towns if self.log.accepts(t) and (wanted is None or t in wanted)
         )
+        self.log.accept_notices(welcome.notices, self._towns)
+        tell = bool(self.log.notices.newer_than(welcome.notices, self._towns))
         return self._next(
-            welcome.nonce, welcome.have, more=self.log.lacks(welcome.have, self._towns)
+            welcome.nonce,
+            welcome.have,
+            more=self.log.lacks(welcome.have, self._towns),
+            force=self.ack or (tell and self.protocol >= NOTICES_SINCE),
         )
 
     def _reply(self, reply: Reply) -> Message | None:
@@ -316,7 +355,9 @@ class Initiator:
             self.stats.refused += sum(1 for r in results if r.outcome is Outcome.REFUSED)
         return self._next(reply.nonce, reply.have, more=reply.more)
 
-    def _next(self, nonce: str, their: Have, *, more: bool) -> Message | None:
+    def _next(
+        self, nonce: str, their: Have, *, more: bool, force: bool = False
+    ) -> Message | None:
         refs, _ = self.log.missing_for(
             their,
             self._towns,
@@ -324,7 +365,10 @@ class Initiator:
             max_bytes=self.limits.batch_bytes,
             exclude=self._sent,
         )
-        if not refs and not more:
+        # An acknowledging session ends by telling the responder what it now holds, if
+        # that changed since the last exchange (it received blobs).
+        told = not self.ack or self._told is None or self._told == self.log.have(self._towns)
+        if not refs and not more and not force and told:
             self.state = State.DONE
             return None
         if self._round >= self.limits.max_rounds:
@@ -335,14 +379,20 @@ class Initiator:
         self.stats.sent += len(refs)
         self._sent.update(r.slot for r in refs)
         self.state = State.AWAIT_REPLY
+        self._told = self.log.have(self._towns)
         exchange = Exchange(
             self.session,
             self._round,
             nonce,
             self.identity.writer_id,
             self._towns,
-            self.log.have(self._towns),
+            self._told,
             [self.log.load(r) for r in refs],
             protocol=self.protocol,
+            notices=(
+                tuple(self.log.notices.for_towns(self._towns))
+                if self.protocol >= NOTICES_SINCE
+                else ()
+            ),
         )
         return sign(exchange, self.identity.signing_key)

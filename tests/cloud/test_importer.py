@@ -1,4 +1,5 @@
-"""The import of the core system's export: validation, 支援措置 first, diffs, deltas."""
+"""The import of the core system's export: validation, 支援措置 first, diffs, deltas —
+written into the hub's sync log, sealed, and read back from it."""
 
 from __future__ import annotations
 
@@ -7,20 +8,35 @@ from pathlib import Path
 
 import pytest
 
+from cloud.custody import Custody
 from cloud.importer import import_export
-from cloud.store import TownStore
+from cloud.replica import HubReplica
 from cloud.synthetic.daily import next_day
 from renkei.cli import main
 from shared.export_csv import open_town, read_town, write_export
 from shared.model import TownExport
 from shared.records import TABLES
+from shared.registry import TownRegistry, Upsert
 from shared.storage import MemoryStorage, SqliteStorage, Storage
+from shared.sync.log import BlobLog
+
+PASSPHRASE = "hub operator passphrase for tests"
+CUSTODY = Custody.create()
 
 
 @pytest.fixture(autouse=True)
 def _operator_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
     """`renkei import` unseals the hub's key custody with the operator's passphrase."""
-    monkeypatch.setenv("RENKEI_HUB_PASSPHRASE", "hub operator passphrase for tests")
+    monkeypatch.setenv("RENKEI_HUB_PASSPHRASE", PASSPHRASE)
+
+
+def _import(root: Path, storage: Storage, **kw: object):  # type: ignore[no-untyped-def]
+    return import_export(root, storage, custody=CUSTODY, **kw)  # type: ignore[arg-type]
+
+
+def _registry(storage: Storage, code: str, custody: Custody = CUSTODY) -> TownRegistry:
+    """The town as a box would open it: from the sealed blobs of the hub's log."""
+    return HubReplica(storage, custody).registry(code)
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -37,30 +53,48 @@ def _replace_cell(path: Path, line: int, column: str, value: str) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def _residents(storage: Storage, code: str) -> dict[str, object]:
-    registry = TownStore(storage, code).load_registry(shards=16)
-    return dict(registry.records("residents"))
+def _residents(storage: Storage, code: str, custody: Custody = CUSTODY) -> dict[str, object]:
+    return dict(_registry(storage, code, custody).records("residents"))
 
 
 def test_import_then_reimport_changes_nothing(small_export_dir: Path) -> None:
     storage = MemoryStorage()
-    first = import_export(small_export_dir, storage)
+    first = _import(small_export_dir, storage)
     assert first.ok, first.summary()
-    before = {key: data for key, data in storage.load_range(())}
-    second = import_export(small_export_dir, storage)
+    towns = ("15307", "15405", "15581")
+    before = BlobLog(storage).have(towns)
+    imports = storage.load_range(("15307", "import"))
+    second = _import(small_export_dir, storage)
     assert second.ok
     assert all(not (r.added or r.changed or r.removed) for r in second.results)
-    assert {key: data for key, data in storage.load_range(())} == before
+    assert BlobLog(storage).have(towns) == before  # not one blob more
+    assert storage.load_range(("15307", "import")) == imports
+
+
+def test_the_log_holds_sealed_blobs_only_and_the_as_of_statement(
+    small_export_dir: Path, small_exports: list[TownExport]
+) -> None:
+    storage = MemoryStorage()
+    assert _import(small_export_dir, storage).ok
+    log = BlobLog(storage, authority=HubReplica(storage, CUSTODY).peer_id)
+    for export in small_exports:
+        code = export.town.code
+        assert log.count(code) and log.verify_all() == []
+        notice = log.notices.get(code, "as-of")
+        assert notice is not None and notice.as_of == export.exported_at
+        assert log.as_of_held(code) == notice  # the hub holds every blob it covers
+    # No plaintext document anywhere in the hub's store beside the log.
+    assert not [k for k, _ in storage.load_range(()) if len(k) > 1 and k[1] in ("doc", "update")]
 
 
 def test_generate_import_export_reproduces_the_data(small_export_dir: Path) -> None:
     """What the registry holds equals what the export says once each town's legacy 外字
     are mapped (the one change an import makes on purpose)."""
     storage = MemoryStorage()
-    assert import_export(small_export_dir, storage).ok
+    assert _import(small_export_dir, storage).ok
     for folder in sorted(small_export_dir.iterdir()):
         export = read_town(folder)
-        registry = TownStore(storage, export.town.code).load_registry(shards=16)
+        registry = _registry(storage, export.town.code)
         for table in (t for t in TABLES if t != "town"):
             stored = sorted(registry.objects(table), key=repr)
             assert stored == sorted(getattr(export, table), key=repr), table
@@ -70,17 +104,17 @@ def test_bad_tax_row_stops_that_file_only_and_blocks_still_land(
     small_export_dir: Path, tmp_path: Path, small_exports: list[TownExport]
 ) -> None:
     storage = MemoryStorage()
-    assert import_export(small_export_dir, storage).ok
+    assert _import(small_export_dir, storage).ok
     day2 = tmp_path / "day2"
     write_export(next_day(small_exports, seed=3, fraction=0.05), day2)
     _replace_cell(day2 / "15307" / "kazei.csv", 5, "市町村民税額", "十万")
-    report = import_export(day2, storage)
+    report = _import(day2, storage)
     assert not report.ok
     failed = [r for r in report.results if r.error]
     assert [(r.town_code, r.table) for r in failed] == [("15307", "tax_assessments")]
     assert "kazei.csv:5:" in failed[0].error
     new_block = open_town(day2 / "15307").parse("support_blocks")[-1]
-    registry = TownStore(storage, "15307").load_registry(shards=16)
+    registry = _registry(storage, "15307")
     assert registry.get("support_blocks", new_block.id) == new_block
     # The tax file was not applied at all: the registry still holds day 1's assessments.
     day1_tax = sorted(read_town(small_export_dir / "15307").tax_assessments, key=repr)
@@ -123,11 +157,12 @@ def test_malformed_row_names_file_line_column_and_applies_nothing_of_it(
     assert code != 0
     assert f"{name}:4:" in err, err
     storage = SqliteStorage(data / "hub.db")
+    custody = Custody.load(data, PASSPHRASE)
     table = "residents" if name == "jumin.csv" else "households"
-    registry = TownStore(storage, "15405").load_registry(shards=16)
+    registry = _registry(storage, "15405", custody)
     assert list(registry.records(table)) == []
     # Other towns and the other files of this town still imported.
-    assert _residents(storage, "15307")
+    assert _residents(storage, "15307", custody)
     storage.close()
 
 
@@ -147,10 +182,10 @@ def test_next_day_import_is_a_small_delta(
     small_export_dir: Path, tmp_path: Path, small_exports: list[TownExport]
 ) -> None:
     storage = MemoryStorage()
-    assert import_export(small_export_dir, storage).ok
+    assert _import(small_export_dir, storage).ok
     day2 = tmp_path / "day2"
     write_export(next_day(small_exports, seed=5, fraction=0.01), day2)
-    report = import_export(day2, storage)
+    report = _import(day2, storage)
     assert report.ok, report.summary()
     changed = [r for r in report.results if r.added or r.changed or r.removed]
     assert changed
@@ -161,16 +196,45 @@ def test_next_day_import_is_a_small_delta(
     assert total < 20_000, total
 
 
+def _box_edit(storage: Storage, code: str, fields: dict[str, object]) -> tuple[str, str]:
+    """A clerk's edit made on a box that reached the hub by sync: a blob of another
+    writer in the hub's log, which the hub applies like any replica."""
+    from shared.sync.identity import Identity
+    from shared.sync.replica import SyncReplica
+
+    box = SyncReplica(MemoryStorage(), Identity.generate(), keyrings=[CUSTODY.ring(code)])
+    hub_log = BlobLog(storage)
+    box.log.add_many(blob for _, blob in hub_log.load_town(code))
+    rid, record = next(iter(box.registries[code].records("residents")))
+    refs = box.edit(code, [Upsert("residents", rid, fields, {**record, **fields}, record)])
+    hub_log.add_many(box.log.load(ref) for ref in refs)
+    return rid, str(record["kana"])
+
+
 def test_box_edit_is_not_reverted_by_an_unchanged_row(small_export_dir: Path) -> None:
     storage = MemoryStorage()
-    assert import_export(small_export_dir, storage).ok
-    store = TownStore(storage, "15307")
-    registry = store.load_registry(shards=16)
-    rid, record = next(iter(registry.records("residents")))
-    from shared.registry import Upsert
+    assert _import(small_export_dir, storage).ok
+    rid, _ = _box_edit(storage, "15307", {"kana": "ボックス"})
+    assert _import(small_export_dir, storage).ok
+    assert _registry(storage, "15307").get("residents", rid).kana == "ボックス"
 
-    deltas = registry.apply([Upsert("residents", rid, {"kana": "ボックス"}, record)])
-    store.commit_import(deltas, "box-edit", {})
-    assert import_export(small_export_dir, storage).ok
-    reloaded = store.load_registry(shards=16)
-    assert reloaded.get("residents", rid).kana == "ボックス"
+
+def test_an_import_that_overwrites_a_box_edit_lists_it_for_review(
+    small_export_dir: Path, tmp_path: Path
+) -> None:
+    storage = MemoryStorage()
+    assert _import(small_export_dir, storage).ok
+    rid, kana = _box_edit(storage, "15307", {"kana": "ボックス"})
+    day2 = _copy(small_export_dir, tmp_path / "day2")
+    path = day2 / "15307" / "jumin.csv"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    line = next(i for i, text in enumerate(lines) if text.split(",")[0] == rid)
+    _replace_cell(path, line + 1, "氏名_フリガナ", "キカンケイ")
+    report = _import(day2, storage)
+    assert report.ok, report.summary()
+    hub = HubReplica(storage, CUSTODY)
+    (item,) = hub.review_items("15307")
+    assert (item["kind"], item["record"], item["field"]) == ("import", rid, "kana")
+    assert [v["value"] for v in item["values"]] == ["キカンケイ", "ボックス"]
+    assert hub.registry("15307").get("residents", rid).kana == "キカンケイ"
+    assert kana != "キカンケイ"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from federation import enrol_box_dir
 from nacl.signing import SigningKey
 from plaintext_scan import scan
 from servers import free_port
@@ -59,6 +60,7 @@ def host(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> It
     record = json.loads(storage.load(("15405", "credential", deputy.login_id)) or b"{}")
     deputy_keys = crypto.unwrap_clerk_keys(bytes.fromhex(record["wrapped"]), PASSWORD)
     storage.close()
+    enrol_box_dir(root / "hub", root / "box" / "data", "15307")
     ca_cert, ca_key = create_ca()
     (root / "ca.crt").write_bytes(ca_cert)
     write_server_files(root / "tls", *issue_server_cert(ca_cert, ca_key, [], ["127.0.0.1"]))

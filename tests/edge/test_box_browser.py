@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from federation import enrol_box_dir
 from netns import CHROMIUM, namespace_pair, nss_home
 
 from cloud.custody import Custody
@@ -47,6 +48,7 @@ def test_clerk_browser_logs_in_and_searches_over_https_on_the_lan(
     clerk = next(c for c in town.clerks if c.on_roster)
     custody.provision_clerk(storage, clerk, PASSWORD, kdf_limits=crypto.INTERACTIVE)
     storage.close()
+    enrol_box_dir(hub_data, tmp_path / "box", "15307")
     ca_cert, ca_key = create_ca()
     ca_file = tmp_path / "ca.crt"
     ca_file.write_bytes(ca_cert)

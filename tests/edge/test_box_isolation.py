@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from federation import enrol_box_dir
 from servers import free_port
 from test_box_processes import PASSWORD, _log_in, _wait
 
@@ -63,6 +64,7 @@ def box(
     clerk = next(c for c in read_town(small_export_dir / "15307").clerks if c.on_roster)
     custody.provision_clerk(storage, clerk, PASSWORD, kdf_limits=crypto.INTERACTIVE)
     storage.close()
+    enrol_box_dir(root / "hub", root / "box", "15307")
     keys = [crypto.town_keys_to_secret(k)[-64:] for k in custody.ring("15307")]
     secrets = [part for k in keys for part in (k[:32], k[32:])]  # X25519 and Ed25519 seeds
     ca_cert, ca_key = create_ca()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from federation import enrol_box_dir
 from plaintext_scan import scan
 from servers import free_port
 
@@ -71,6 +72,7 @@ def federation(
         clerks[code] = clerk.login_id
     storage.close()
     tree = root / "box"
+    enrol_box_dir(hub_data, tree / "data", "15307")
     (tree / "tmp").mkdir(parents=True)
     ca_cert, ca_key = create_ca()
     (tree / "ca.crt").write_bytes(ca_cert)
