@@ -150,7 +150,7 @@ def failpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _armed(name: str) -> bool:
+def armed(name: str) -> bool:
     return _failpoint_spec().partition("@")[0] == name
 
 
@@ -187,7 +187,7 @@ class SyncService:
             self.log.refresh()
             if isinstance(message, Exchange):
                 failpoint("exchange.before-store")
-                if len(message.blobs) >= 2 and _armed("exchange.mid-store"):
+                if len(message.blobs) >= 2 and armed("exchange.mid-store"):
                     self.log.add_many(message.blobs[: len(message.blobs) // 2])
                     failpoint("exchange.mid-store")
             answer = self.responder.handle(message, time.monotonic())

@@ -48,7 +48,9 @@ from starlette.applications import Starlette
 from cloud.sync_api import (
     MEDIA_TYPE,
     SyncService,
+    armed,
     enrolled_peers,
+    failpoint,
     separate_towns,
     sync_routes,
 )
@@ -56,7 +58,7 @@ from edge.replica import BoxReplica
 from shared.storage import Storage
 from shared.sync.errors import SyncError, WireError
 from shared.sync.identity import Identity
-from shared.sync.messages import Message, decode, encode
+from shared.sync.messages import Message, Reply, decode, encode
 from shared.sync.notices import Authority
 from shared.sync.protocol import Initiator, Limits, State
 from shared.sync.replica import SyncReplica, load_or_create_identity
@@ -158,6 +160,8 @@ def run_session(
             except WireError as exc:
                 raise AgentError(f"garbled answer from the peer: {exc}") from exc
             with service.lock:
+                if isinstance(answer, Reply) and answer.blobs:
+                    _apply_failpoints(service, answer)
                 message = initiator.receive(answer)
             path = "exchange"
         if initiator.state is State.DONE:
@@ -167,6 +171,19 @@ def run_session(
         if initiator.refusal_code != "nonce":
             break
     raise AgentError(initiator.error)
+
+
+def _apply_failpoints(service: SyncService, reply: Reply) -> None:
+    """Tests and drills kill the box while it stores what a peer sent
+    (`RENKEI_SYNC_FAILPOINT`, as `cloud.sync_api`): apply.before-store, apply.mid-store
+    (half of the reply's blobs stored), apply.after-store (all stored, not yet answered)."""
+    failpoint("apply.before-store")
+    if len(reply.blobs) >= 2 and armed("apply.mid-store"):
+        service.log.add_many(reply.blobs[: len(reply.blobs) // 2])
+        failpoint("apply.mid-store")
+    if armed("apply.after-store"):
+        service.log.add_many(reply.blobs)
+        failpoint("apply.after-store")
 
 
 class _PeerServer(uvicorn.Server):

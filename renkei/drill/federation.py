@@ -130,6 +130,7 @@ class LocalFederation:
     short: bool = True
     say: Any = print
     env: dict[str, str] = field(default_factory=dict)
+    hub_passphrase: str = ""
     hub_port: int = 0
     hub: subprocess.Popen[bytes] | None = None
     boxes: dict[str, BoxProcess] = field(default_factory=dict)
@@ -195,7 +196,9 @@ class LocalFederation:
                 enrol_peer(storage, box.identity.writer_id)
         finally:
             storage.close()
-        self.custody.save(self.hub_data, secrets.token_urlsafe(24))
+        passphrase = secrets.token_urlsafe(24)
+        self.custody.save(self.hub_data, passphrase)
+        self.hub_passphrase = passphrase  # the operator unseals the hub's keys at start
         box_urls = {code: box.url for code, box in self.boxes.items()}
         self.ca_file, folders = _issue_tls(self.root, box_urls)
         self.federation_root = FederationRoot.generate()
@@ -313,13 +316,15 @@ class LocalFederation:
 
     # ------------------------------------------------------------------ processes
 
-    def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, args: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             return subprocess.Popen(
                 [sys.executable, "-m", "renkei", *args],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env}, start_new_session=True,
+                env={**os.environ, **self.env, **(env or {})}, start_new_session=True,
             )  # fmt: skip
 
     def start(self) -> None:
@@ -338,6 +343,7 @@ class LocalFederation:
         self.hub = self._spawn(
             ["hub", "--data", str(self.hub_data), "--port", str(self.hub_port)],
             self.root / "logs" / "hub.log",
+            {"RENKEI_HUB_PASSPHRASE": self.hub_passphrase},
         )
         self._wait(_wait_ready, self.hub_url, self.hub, "hub")
 

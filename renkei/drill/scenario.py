@@ -303,7 +303,7 @@ class Drill:
         self.say(f"平常時: {TOWN_NAMES[town]} 自庁ボックスで窓口業務")
         four = self.row(town, 4).add(Check("自町村の複製が自庁ボックスに"))
         five = self.row(town, 5).add(Check("最後の同期時点で開き、時点を表示"))
-        held = _count(box.data, (town, "blob"))
+        held = _documents(box.data, town)
         hub_docs = len(self.hub_towns.get(town, {}).get("documents", []))
         four.see("scan", f"{box.box_id} の保管庫: {town} の封印文書 {held} 件（ハブ {hub_docs} 件）",
                  held=held, hub=hub_docs)  # fmt: skip
@@ -719,7 +719,7 @@ class Drill:
         for code, box in fed.boxes.items():
             if code == town:
                 continue
-            held = _count(box.data, (town, "blob"))
+            held = _documents(box.data, town)
             result = scan(box.data, export.residents, [subject], clerk_names)
             check.see("scan", f"{box.box_id}: {town} の封印文書 {held} 件（ハブ {hub_docs}）、"
                       f"ファイル {result.files} 個・{result.bytes:,} バイトに {result.needles} 語の個人情報"
@@ -748,7 +748,10 @@ class Drill:
         }
 
 
-def _count(data_dir: Any, prefix: tuple[str, ...]) -> int:
+def _documents(data_dir: Any, town: str) -> int:
+    """How many of the town's documents the box's sync log holds blobs of."""
+    import json
+
     from shared.storage import SqliteStorage
 
     path = data_dir / "replica.db"
@@ -756,7 +759,8 @@ def _count(data_dir: Any, prefix: tuple[str, ...]) -> int:
         return 0
     storage = SqliteStorage(path)
     try:
-        return len(storage.load_range(prefix))
+        metas = storage.load_range((town, "logmeta"))
+        return len({json.loads(meta)["d"] for _, meta in metas})
     finally:
         storage.close()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from federation import enrol_box_dir
 from servers import free_port
 from test_box_processes import PASSWORD, _log_in, _wait
 
@@ -107,6 +108,7 @@ def role_box(root: Path, export_dir: Path) -> Iterator[RoleBox]:
     record = json.loads(storage.load((PARTNER, "credential", deputy.login_id)) or b"{}")
     deputy_keys = crypto.unwrap_clerk_keys(bytes.fromhex(record["wrapped"]), PASSWORD)
     storage.close()
+    enrol_box_dir(root / "hub", root / "box" / "data", HOST)
     ca_cert, ca_key = create_ca()
     (root / "ca.crt").write_bytes(ca_cert)
     write_server_files(root / "tls", *issue_server_cert(ca_cert, ca_key, [], ["127.0.0.1"]))

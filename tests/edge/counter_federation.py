@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from federation import enrol_box_dir
 from servers import free_port
 
 from cloud.custody import Custody
@@ -120,6 +121,7 @@ def counter_box(
     write_server_files(root / "tls", *issue_server_cert(ca_cert, ca_key, [], ["127.0.0.1"]))
     data = root / "data"
     data.mkdir()
+    enrol_box_dir(hub_data, data, "15307")
     if counter_json is not None:
         (data / "counter.json").write_text(json.dumps(counter_json, ensure_ascii=False))
     hub_port, box_port = free_port(), free_port()

@@ -1,6 +1,6 @@
 """Alerts driven red and back green by real conditions, on a box enrolled with a running
 hub and at the hub itself: a town's data going stale and fresh again through the box's
-pull, the disk threshold, the clock behind the floor of signed time until real time
+sync, the disk threshold, the clock behind the floor of signed time until real time
 passes it, a TLS certificate near its end replaced by a new one, a box certificate cut
 short by the hub's expiring delegation and renewed by enrolling again. Each change of
 level is logged once."""
@@ -25,9 +25,12 @@ from edge.app import BoxConfig
 from edge.app import create_app as create_box
 from edge.enrolment import enrol
 from edge.tls import issue_server_cert, write_server_files
-from shared.blobs import BlobFields, seal_blob
 from shared.clock import TrustedClock
 from shared.storage import SqliteStorage
+from shared.sync.identity import Identity
+from shared.sync.log import BlobLog
+from shared.sync.notices import AS_OF, fresh_n, sign_notice
+from shared.sync.replica import seal_documents
 
 
 def _levels(url: str) -> dict[str, str]:
@@ -36,19 +39,24 @@ def _levels(url: str) -> dict[str, str]:
 
 
 def _publish(hub: Path, as_of: datetime, seq: int) -> None:
-    """What an import leaves for the boxes: a sealed document and its as-of time."""
-    storage = SqliteStorage(hub / "hub.db")
-    writer = SigningKey(bytes(range(32)))
-    public = json.loads(storage.load((TOWN, "public")) or b"{}")
+    """What an import leaves for the boxes: a blob in the hub's sync log under the hub's
+    writer key, the town's signed as-of statement, and the hub's own export time."""
     from shared.crypto import TownPublic
 
-    blob = seal_blob(
-        b"blocks", BlobFields(f"{TOWN}/blocks", "hub", seq), TownPublic.from_json(public), writer
-    )
+    storage = SqliteStorage(hub / "hub.db")
+    writer = Identity(SigningKey(bytes(range(32))))
+    public = TownPublic.from_json(json.loads(storage.load((TOWN, "public")) or b"{}"))
+    log = BlobLog(storage, authority=writer.writer_id)
+    seal_documents(log, writer, public, {"blocks": f"blocks {seq}".encode()})
+    covers = {writer.writer_id: log.next_seq(TOWN, writer.writer_id) - 1}
+    notice = sign_notice(
+        writer, AS_OF, TOWN, fresh_n(), as_of=as_of.isoformat(), covers=covers,
+        issued=time.time(),
+    )  # fmt: skip
+    log.accept_notices([notice], [TOWN])
     storage.save_many(
         [
-            (("federation", "hub-writer"), bytes(writer.verify_key).hex().encode()),
-            ((TOWN, "sealed", "blocks"), blob),
+            (("federation", "hub-writer"), bytes(writer.signing_key.verify_key).hex().encode()),
             ((TOWN, "as-of"), as_of.isoformat().encode()),
         ]
     )

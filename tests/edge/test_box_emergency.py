@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import ssl
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from federation import enrol_box_dir
 from nacl.signing import SigningKey
 from servers import free_port
 from test_box_isolation import _memory_contains
@@ -68,13 +70,15 @@ def site(tmp_path_factory: pytest.TempPathFactory, small_export_dir: Path) -> It
     deputy_keys = crypto.unwrap_clerk_keys(bytes.fromhex(record["wrapped"]), PASSWORD)
     storage.close()
     custody.save(root / "hub", HUB_PASSPHRASE)
+    enrol_box_dir(root / "hub", root / "box" / "data", "15307")
     ca_cert, ca_key = create_ca()
     (root / "ca.crt").write_bytes(ca_cert)
     write_server_files(root / "tls", *issue_server_cert(ca_cert, ca_key, [], ["127.0.0.1"]))
     hub_port, box_port = free_port(), free_port()
     hub = subprocess.Popen(
         [sys.executable, "-m", "renkei", "hub", "--data", str(root / "hub"),
-         "--port", str(hub_port)]
+         "--port", str(hub_port)],
+        env={**os.environ, "RENKEI_HUB_PASSPHRASE": HUB_PASSPHRASE},  # the operator unseals
     )  # fmt: skip
     box = subprocess.Popen(
         [sys.executable, "-m", "renkei", "box", "--hub", f"http://127.0.0.1:{hub_port}",
