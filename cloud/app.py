@@ -110,12 +110,22 @@ def create_app(data_dir: Path, custody: Custody | None = None) -> Starlette:
         if custody is None:
             log.warning("the hub runs without its keys: relaying only")
         app.state.hub = hub
-        app.state.sync_service = hub_sync_service(hub, enrolment)
-        with app.state.sync_service.lock:
-            await asyncio.to_thread(hub.open_all)
+        service = app.state.sync_service = hub_sync_service(hub, enrolment)
+
+        def open_towns() -> None:  # decrypting every town takes a while: not before serving
+            try:
+                with service.lock:
+                    hub.open_all()
+            except Exception:
+                log.exception("opening the towns from the hub's log failed")
+                raise
+
+        opening = asyncio.create_task(asyncio.to_thread(open_towns))
         try:
             yield
         finally:
+            with contextlib.suppress(Exception):
+                await opening
             storage.close()
 
     async def status_page(request: Request) -> HTMLResponse:

@@ -197,9 +197,14 @@ class Box:
             log.warning("pull from the hub failed: %s", exc)
 
     async def pull_forever(self) -> None:
+        # While the hub cannot be reached (a box started before it, a cut line), ask
+        # again soon — 1 s, doubling up to the usual interval — not a whole interval on.
+        retry = 1.0
         while True:
-            await asyncio.sleep(self.config.pull_interval_s)
+            delay = self.config.pull_interval_s if self.hub_reachable else retry
+            await asyncio.sleep(min(delay, self.config.pull_interval_s))
             await asyncio.to_thread(self.pull_once)
+            retry = 1.0 if self.hub_reachable else min(retry * 2, self.config.pull_interval_s)
 
     async def check_credentials(
         self, town: str, login_id: str, password: str

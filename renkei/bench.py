@@ -88,8 +88,9 @@ def _queries(rng: random.Random, residents: list[Any], count: int) -> list[str]:
 @figure_group("registry")
 def bench_registry(seed: int, quick: bool) -> Figures:
     """Import, next-day delta import, cold registry load, index build, search p95."""
+    from cloud.custody import Custody
     from cloud.importer import import_export
-    from cloud.store import TownStore
+    from cloud.replica import HubReplica
     from cloud.synthetic import generate
     from cloud.synthetic.daily import next_day
     from shared.export_csv import write_export
@@ -97,6 +98,7 @@ def bench_registry(seed: int, quick: bool) -> Figures:
     from shared.storage import SqliteStorage
 
     rng = random.Random(seed)
+    custody = Custody.create()
     figures: Figures = {}
     with tempfile.TemporaryDirectory(prefix="renkei-bench-") as tmp:
         root = Path(tmp)
@@ -105,16 +107,16 @@ def bench_registry(seed: int, quick: bool) -> Figures:
         write_export(next_day(exports, seed, fraction=0.01), root / "day2")
         storage = SqliteStorage(root / "hub.db")
         with stopwatch() as took:
-            report = import_export(root / "day1", storage)
+            report = import_export(root / "day1", storage, custody=custody)
         figures["import_s"] = took()
         if not report.ok:
             raise RuntimeError(report.summary())
         with stopwatch() as took:
-            import_export(root / "day2", storage)
+            import_export(root / "day2", storage, custody=custody)
         figures["delta_import_s"] = took()
         largest = max(exports, key=lambda e: len(e.residents)).town.code
-        with stopwatch() as took:
-            registry = TownStore(storage, largest).load_registry(shards=16)
+        with stopwatch() as took:  # the hub opening the town from its sync log
+            registry = HubReplica(storage, custody, shards=16).registry(largest)
             pairs = list(registry.residents_with_households())
         figures["registry_load_s"] = took()
         index = SearchIndex(largest)
@@ -208,10 +210,11 @@ def bench_unlock(seed: int, quick: bool) -> Figures:
     from cloud.custody import Custody
     from cloud.importer import import_export
     from cloud.synthetic import generate
-    from edge.replica import BoxReplica
+    from edge.replica import BoxReplica, TownReader
     from edge.town import OpenTown
     from shared.export_csv import write_export
     from shared.storage import MemoryStorage
+    from shared.sync.log import BlobLog
 
     exports = generate(seed, residents_override={"15405": 300, "15581": 300} if quick else None)
     largest = max(exports, key=lambda e: len(e.residents))
@@ -226,13 +229,11 @@ def bench_unlock(seed: int, quick: bool) -> Figures:
     box = BoxReplica(MemoryStorage())
     code = largest.town.code
     copied = [(code, "credential", clerk.login_id), (code, "public"), ("federation", "hub-writer")]
-    box.storage.save_many(
-        [((code, "blob", k[2]), v) for k, v in hub.load_range((code, "sealed"))]
-        + [(key, hub.load(key) or b"") for key in copied]
-    )
-    with stopwatch() as took:
+    box.storage.save_many([(key, hub.load(key) or b"") for key in copied])
+    BlobLog(box.storage).add_many(blob for _, blob in BlobLog(hub).load_town(code))
+    with stopwatch() as took:  # the worker at a login: the town from the box's sync log
         unlocked = box.unlock(code, clerk.login_id, password)
-        registry = box.open_registry(code, unlocked.keyring, shards=16)
+        registry = TownReader(box.storage, code, 16).open(unlocked.keyring)
         OpenTown(code, code, "", registry)
     return {"unlock_s": took(), "unlock_residents": float(len(largest.residents))}
 
@@ -364,32 +365,32 @@ def bench_printing(seed: int, quick: bool) -> Figures:
 
 @figure_group("sync")
 def bench_sync(seed: int, quick: bool) -> Figures:
-    """Sync (shared/sync, edge/sync_agent): a 1 % daily delta of the largest town applied
-    on a box (hub→box: verified, opened, imported, readable); a box restoring the largest
-    town from its sealed snapshots until every resident is readable; replication lag
-    box→hub→box over loopback HTTP with the agent's production timings."""
+    """Sync on the one data path: the importer writes the next day's 1 % delta of the
+    largest town into the hub's log; a box pulls it by the protocol and applies it
+    (verified, opened, imported, readable): `sync_delta_apply_s`. A box restoring the
+    largest town from the hub's compacted log (snapshots) until every resident is
+    readable: `snapshot_restore_s`. Replication lag box→hub→box over loopback HTTP with
+    the agent's production timings: `replication_lag_p95_s`."""
+    from cloud.custody import Custody
     from cloud.importer import import_export
-    from cloud.store import TownStore
+    from cloud.replica import HubReplica
     from cloud.synthetic import generate
     from cloud.synthetic.daily import next_day
-    from shared.crypto import KeyRing, TownKeys
     from shared.export_csv import write_export
     from shared.storage import SqliteStorage
-    from shared.sync.content import Kind
     from shared.sync.identity import Identity
     from shared.sync.protocol import Initiator, Responder
-    from shared.sync.replica import SyncReplica, seal_documents
+    from shared.sync.replica import SyncReplica
 
     figures: Figures = {}
     overrides = {"15307": 2000, "15405": 300, "15581": 300} if quick else None
     exports = generate(seed, residents_override=overrides)
     code = max(exports, key=lambda e: len(e.residents)).town.code
-    ring = KeyRing(code, [TownKeys.generate(code)])
-    importer = Identity.generate()
+    custody = Custody.create()
 
-    def session(box: SyncReplica, hub: SyncReplica) -> None:
+    def session(box: SyncReplica, hub: HubReplica) -> None:
         initiator = Initiator(box.log, box.writer, (code,))
-        responder = Responder(hub.log, hub.writer.writer_id)
+        responder = Responder(hub.log, hub.peer_id)
         message = responder.handle(initiator.start(), 0.0)
         while (request := initiator.receive(message)) is not None:
             message = responder.handle(request, 0.0)
@@ -402,30 +403,28 @@ def bench_sync(seed: int, quick: bool) -> Figures:
         write_export(exports, root / "day1")
         write_export(next_day(exports, seed, fraction=0.01), root / "day2")
         store = SqliteStorage(root / "hub.db")
-        import_export(root / "day1", store)
-        registry = TownStore(store, code).load_registry(shards=16)
-        before = {name: doc.version() for name, doc in registry.documents.items()}
-        hub = SyncReplica(SqliteStorage(root / "sync.db"), importer, shards=16)
-        snapshots = {name: doc.export_snapshot() for name, doc in registry.documents.items()}
-        seal_documents(hub.log, importer, ring.public, snapshots, Kind.SNAPSHOT)
+        import_export(root / "day1", store, custody=custody, compact=False)
+        hub = HubReplica(store, custody, shards=16)
+        hub.compact(code)  # nobody has acknowledged anything: the log is its snapshots
+        ring = custody.ring(code)
         box_store = SqliteStorage(root / "box.db")
-        box = SyncReplica(box_store, Identity.generate(), keyrings=[ring], shards=16)
+        box = SyncReplica(box_store, Identity.generate(), keyrings=[ring], shards=16,
+                          authority=hub.peer_id)  # fmt: skip
         session(box, hub)
         readable(box)
+        figures["snapshot_restore_blobs"] = float(box.log.count(code))
 
         with stopwatch() as took:
             restored = SyncReplica(box_store, box.writer, keyrings=[ring], shards=16)
             figures["snapshot_restore_residents"] = float(readable(restored))
         figures["snapshot_restore_s"] = took()
 
-        import_export(root / "day2", store)
-        after = TownStore(store, code).load_registry(shards=16)
-        deltas = {
-            name: doc.export_updates(before.get(name))
-            for name, doc in after.documents.items()
-            if name not in before or not registry.documents[name].includes(doc.version())
-        }
-        seal_documents(hub.log, importer, ring.public, deltas)
+        first = hub.log.next_seq(code, hub.peer_id)
+        import_export(root / "day2", store, custody=custody, compact=False)
+        hub.log.refresh()
+        delta = [r for r in hub.log.refs(code) if r.writer == hub.peer_id and r.seq >= first]
+        figures["sync_delta_blobs"] = float(len(delta))
+        figures["sync_delta_kb"] = sum(r.size for r in delta) / 1024
         with stopwatch() as took:
             session(box, hub)
         figures["sync_delta_apply_s"] = took()
@@ -434,7 +433,6 @@ def bench_sync(seed: int, quick: bool) -> Figures:
         with stopwatch() as took:
             readable(box)
         figures["sync_delta_read_all_s"] = took()
-        figures["sync_delta_kb"] = sum(len(d) for d in deltas.values()) / 1024
         store.close()
         box_store.close()
         samples = _replication_lags(root / "lag", code, ring, 6 if quick else 30)
