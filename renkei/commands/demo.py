@@ -219,6 +219,25 @@ def _smoke_test(
     return ok
 
 
+def _demo_font_env(workdir: Path) -> dict[str, str]:
+    """The towns' 外字 fonts for the demo boxes. A real town installs its own font files
+    in $RENKEI_FONT_DIR; the demo has none, so without these every synthetic resident
+    whose name uses a town 外字 would get the missing-glyph alert instead of a
+    certificate. They are stand-ins built from IPAmj glyphs (printing.standin_fonts),
+    and the demo says so; an operator's own $RENKEI_FONT_DIR wins."""
+    from printing.fonts import FONT_DIR_ENV
+    from printing.standin_fonts import build_standin_fonts
+
+    if os.environ.get(FONT_DIR_ENV):
+        return dict(os.environ)
+    font_dir = workdir / "fonts"
+    if not (font_dir / "gyosei.ttf").exists():
+        font_dir.mkdir(parents=True, exist_ok=True)
+        build_standin_fonts(font_dir)
+    _say(f"外字フォント: デモ用の代替フォント（実際の町の外字フォントではありません）: {font_dir}")
+    return {**os.environ, FONT_DIR_ENV: str(font_dir)}
+
+
 def run(args: argparse.Namespace) -> int:
     workdir: Path = args.dir
     data_dir, passphrase, credentials = _prepare(workdir, args.seed)
@@ -227,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
         code: f"https://127.0.0.1:{args.port + 1 + i}" for i, code in enumerate(TOWN_CODES)
     }
     ca_file, tls_folders = _issue_tls(workdir, box_urls)
+    box_env = _demo_font_env(workdir)
     renkei = [sys.executable, "-m", "renkei"]
     with _processes() as started:
         hub_cmd = [*renkei, "hub", "--data", str(data_dir), "--port", str(args.port)]
@@ -239,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
                 *renkei, "box", "--hub", hub_url, "--town", code, "--port", port,
                 "--data", str(workdir / "boxes" / code / "data"), "--tls", str(tls_folders[code]),
             ]
-            started.append(subprocess.Popen(box_cmd))
+            started.append(subprocess.Popen(box_cmd, env=box_env))
         for process, url in zip(started[1:], box_urls.values(), strict=True):
             _wait_ready(url, process, ca_file)
         _say(f"ハブ: {hub_url}/")
