@@ -28,6 +28,7 @@ only as sync blobs sealed to their town, clerks' keys wrapped under their passwo
 A box of another town receives only the credentials of the town's emergency roster.
 
     POST /api/enrol/challenge, POST /api/enrol    box enrolment (cloud/enrolment.py)
+    GET /api/revocations                          signed list of revoked box keys (idem)
     GET /api/alerts, GET /alerts, GET /api/time   alerts (cloud/alerts.py)
     /operator/…, POST /api/exports/{town}/{name}  the operator's screens (cloud/screens.py)
 """

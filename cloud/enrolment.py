@@ -371,6 +371,8 @@ class Registry:
                 " WHERE box = ? AND revoked_at IS NULL",
                 (now, reason, name),
             ).rowcount
+            if boxes == 1:
+                self._add_revocation(name, reason, now)
             tokens = self._db.execute(
                 "UPDATE enrolment_tokens SET revoked_at = ? WHERE box = ? AND used_at IS NULL"
                 " AND revoked_at IS NULL",
@@ -378,6 +380,32 @@ class Registry:
             ).rowcount
             self._db.execute("COMMIT")
         return boxes == 1, tokens
+
+    def _add_revocation(self, name: str, reason: str, now: float) -> None:
+        """Inside revoke's transaction: the box's key joins the revocation list, whose
+        sequence rises by one. Kept apart from enrolled_boxes, whose row a re-enrolment
+        replaces, so a revoked key stays revoked after the box is replaced."""
+        key, town = self._db.execute(
+            "SELECT box_key, town FROM enrolled_boxes WHERE box = ?", (name,)
+        ).fetchone()
+        row = self._db.execute(
+            "SELECT value FROM enrolment_settings WHERE name = 'revocations'"
+        ).fetchone()
+        state: dict[str, Any] = json.loads(row[0]) if row else {"sequence": 0, "revoked": []}
+        state["sequence"] += 1
+        state["issued_at"] = now
+        state["revoked"].append(
+            {"box": name, "town": town, "key": key, "revoked_at": now, "reason": reason}
+        )
+        self._db.execute(
+            "INSERT OR REPLACE INTO enrolment_settings (name, value) VALUES ('revocations', ?)",
+            (json.dumps(state, ensure_ascii=False),),
+        )
+
+    def revocations(self) -> dict[str, Any]:
+        """{"sequence", "issued_at", "revoked": [...]}; sequence 0 when none was revoked."""
+        value = self.setting("revocations")
+        return json.loads(value) if value else {"sequence": 0, "issued_at": 0.0, "revoked": []}
 
     def renew(self, name: str, certificate: str) -> None:
         with self._lock:
@@ -613,6 +641,25 @@ class HubEnrolment:
         with self._nonce_lock:
             expires = self._nonces.pop(nonce, None)
         return expires is not None and expires >= time.monotonic()
+
+    def signed_revocations(self) -> dict[str, Any] | None:
+        """The revocation list signed by the enrolment issuer (edge/revocations.py has the
+        format), or None while the issuer key is sealed."""
+        from edge.revocations import sign_list
+
+        if self.issuer is None:
+            return None
+        state = self.registry.revocations()
+        return sign_list(
+            self.issuer.signing_key,
+            self.issuer.certificate,
+            state["sequence"],
+            datetime.fromtimestamp(state["issued_at"], UTC),
+            (
+                {"box": r["box"], "town": r["town"], "key": r["key"], "revoked_at": r["revoked_at"]}
+                for r in state["revoked"]
+            ),
+        )
 
     def directory(self, storage: Storage) -> dict[str, Any]:
         """The federation directory a box receives: the hub's writer key (pinned by the
@@ -936,6 +983,7 @@ class HubEnrolment:
             "certificate": json.loads(box.certificate),
             "directory": self.directory(storage),
             "tls": tls,
+            "revocations": self.signed_revocations(),
         }
 
     def routes(self) -> list[Route]:
@@ -947,6 +995,13 @@ class HubEnrolment:
                 {"protocol": PROTOCOL, "nonce": self.new_nonce(), "expires_in": NONCE_TTL_S},
                 headers={"cache-control": "no-store"},
             )
+
+        async def revocations(request: Request) -> JSONResponse:
+            signed = self.signed_revocations()
+            if signed is None:
+                assert self.unavailable is not None
+                return JSONResponse(self.unavailable.to_json(), self.unavailable.status)
+            return JSONResponse(signed, headers={"cache-control": "no-store"})
 
         Handler = Callable[[dict[str, Any], Storage], dict[str, Any]]
 
@@ -978,6 +1033,7 @@ class HubEnrolment:
             Route("/api/enrol/challenge", challenge, methods=["POST"]),
             Route("/api/enrol", endpoint(self.enrol), methods=["POST"]),
             Route("/api/enrol/renew", endpoint(self.renew), methods=["POST"]),
+            Route("/api/revocations", revocations, methods=["GET"]),
         ]
 
 

@@ -76,6 +76,7 @@ from edge.emergency import (
 from edge.peer_anchors import PeerAnchorExchange, peer_anchor_routes
 from edge.procedure import EmergencyScreens, push_exports
 from edge.replica import BoxReplica, ReplicaError
+from edge.revocations import RevocationFetcher, RevocationStore
 from edge.supervisor import SupervisorScreens
 from edge.sync_agent import AgentConfig, SyncAgent
 from edge.town import ResultRow
@@ -269,6 +270,12 @@ def create_app(config: BoxConfig) -> Starlette:
         except DiscoveryError:
             return None
 
+    revocations = RevocationStore(config.data_dir, pinned_root)
+    lan.revoked = revocations.reason
+    revocation_fetcher = RevocationFetcher(
+        revocations, config.hub_url, lambda: lan.monitor.verified() if lan.monitor else []
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await asyncio.to_thread(box.pull_once)
@@ -285,9 +292,11 @@ def create_app(config: BoxConfig) -> Starlette:
         await feed.start()
         await anchors.start()
         await peer_anchors.start()
+        await revocation_fetcher.start()
         try:
             yield
         finally:
+            await revocation_fetcher.stop()
             await peer_anchors.stop()
             await anchors.stop()
             await feed.stop()
@@ -579,7 +588,8 @@ def create_app(config: BoxConfig) -> Starlette:
             *EmergencyScreens(box, render).routes(),
             *visiting.routes(box, render),
             *lan.routes,
-            *peer_anchor_routes(box.storage, config.host_box, pinned_root),
+            *peer_anchor_routes(box.storage, config.host_box, pinned_root, revocations.reason),
+            *revocations.routes(),
             *break_glass_routes(box, render),
             *box_alert_routes(box),
         ],

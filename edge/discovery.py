@@ -514,6 +514,7 @@ class LanDiscovery:
         self._default_name = default_name
         self.mdns: Mdns | None = None
         self.monitor: PeerMonitor | None = None
+        self.revoked: Callable[[VerifyKey], str | None] | None = None  # edge/revocations.py
         self.printers: dict[str, Printer] = {}
         self.error = ""
         self.advertised = asyncio.Event()
@@ -607,6 +608,7 @@ class LanDiscovery:
             clock=self.clock,
             ca_file=self.settings.ca_file,
             timeout_s=self.settings.liveness_timeout_s,
+            revoked=self.revoked,
         )
         self.monitor = PeerMonitor(
             verifier,

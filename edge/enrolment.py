@@ -12,6 +12,8 @@ id) with both keys, and receives (cloud/enrolment.py has the wire format):
   (hub URL, root key, box id, town, TLS folder — read by `renkei box` and the alerts);
 - the TLS server certificate and key staged at the hub, or taken from `--from DIR` (the
   ceremony's USB stick) → `TLS/server.crt`, `TLS/server.key`.
+- the federation's signed revocation list (edge/revocations.py) → `DATA/revocations.json`,
+  when newer than the one held.
 
 Nothing is trusted because the hub said so: the certificate must chain to the root key
 pinned on the box (/etc/renkei/federation-root.pub, `--root`), certify this box's own
@@ -45,6 +47,8 @@ from nacl.signing import SigningKey, VerifyKey
 from cloud.enrolment import PROTOCOL, binding_bytes, statement_bytes
 from edge.boxkey import box_signing_key
 from edge.identity_api import CERT_FILE, read_enrolment
+from edge.revocations import FILE as REVOCATIONS_FILE
+from edge.revocations import RevocationError, RevocationStore, canonical, verify_list
 from edge.tls import CERT_FILE as TLS_CERT
 from edge.tls import KEY_FILE as TLS_KEY
 from shared import migrations
@@ -356,6 +360,15 @@ def _install(
         raise EnrolError(
             "証明書の内容が登録の応答と一致しません。", "the certificate names another box or town"
         )
+    try:
+        offered = result.get("revocations")
+        revocations = verify_list(offered, root, now=now) if offered else None
+    except RevocationError as exc:
+        raise EnrolError(
+            "ハブから受け取った失効リストを確認できません。",
+            f"the revocation list from the hub does not verify: {exc}",
+        ) from exc
+    held = RevocationStore(data_dir, lambda: root).sequence
     tls = result.get("tls") or _from_dir(from_dir)
     checked = _check_tls(tls, ca_pem, now) if tls and tls_dir is not None else None
     if tls_dir is not None and checked is None and not (tls_dir / TLS_CERT).is_file():
@@ -394,6 +407,8 @@ def _install(
         if tls_dir is not None and "tls_cert" not in found:
             found["tls_cert"] = str(tls_dir / TLS_CERT)
         files.write(discovery, json.dumps(found, ensure_ascii=False, indent=1).encode(), 0o644)
+        if revocations is not None and revocations.sequence > held:
+            files.write(data_dir / REVOCATIONS_FILE, canonical(revocations.envelope), 0o644)
         items = [
             (("federation", "towns"), json.dumps(sorted(directory["towns"])).encode()),
             (

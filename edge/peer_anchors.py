@@ -14,8 +14,8 @@ A peer has no enrolment registry, so the statement carries its proof: the certif
 must chain to the root key pinned on this box and be valid now, name the box the
 statement names and certify the key that signed it; a box's own name is refused. The
 heads are kept in this box's `AnchorStore` ((town, "audit-anchor", writer), source
-`box:<sender>`), which is not replicated anywhere. A box's revocation reaches peers
-only as its certificate's expiry (peers hold no revocation list; see docs/audit.md).
+`box:<sender>`), which is not replicated anywhere. A sender whose key is on the
+revocation list this box holds (edge/revocations.py) is refused.
 
 Sending (`PeerAnchorExchange`): every `interval_s` the box reads its heads and posts them
 to each VERIFIED peer whose last accepted statement differs; both boxes do so, so each
@@ -56,7 +56,13 @@ MAX_HEADS = 4096
 
 
 def accept_peer_statement(
-    storage: Storage, body: Any, *, root: VerifyKey, own_box: str, now: float
+    storage: Storage,
+    body: Any,
+    *,
+    root: VerifyKey,
+    own_box: str,
+    now: float,
+    revoked: Callable[[VerifyKey], str | None] | None = None,
 ) -> dict[str, Any]:
     """Check a peer's signed heads against its certificate and the pinned root; keep
     them as anchors. Raises AnchorRefused (nothing stored)."""
@@ -85,6 +91,9 @@ def accept_peer_statement(
         raise AnchorRefused(f"the certificate is not box {box!r}'s key", 403)
     if box == own_box:
         raise AnchorRefused("a box does not anchor its own heads", 403)
+    reason = revoked(key) if revoked else None
+    if reason:
+        raise AnchorRefused(f"on the federation's revocation list: {reason}", 403)
     try:
         key.verify(CONTEXT + canonical(statement), signature)
     except nacl.exceptions.BadSignatureError as exc:
@@ -101,7 +110,10 @@ def accept_peer_statement(
 
 
 def peer_anchor_routes(
-    storage: Storage, own_box: str, root: Callable[[], VerifyKey | None]
+    storage: Storage,
+    own_box: str,
+    root: Callable[[], VerifyKey | None],
+    revoked: Callable[[VerifyKey], str | None] | None = None,
 ) -> list[Route]:
     """The box's endpoint for its verified peers' heads; `root` gives the pinned
     federation root key (None when the box has none)."""
@@ -117,7 +129,7 @@ def peer_anchor_routes(
             body = json.loads(raw)
             result = await asyncio.to_thread(
                 accept_peer_statement, storage, body, root=pinned, own_box=own_box,
-                now=time.time(),
+                now=time.time(), revoked=revoked,
             )  # fmt: skip
         except ValueError:
             return JSONResponse({"error": "not JSON"}, status_code=400)

@@ -17,6 +17,8 @@ Verification (`verify_answer`, pure): the caller sends a fresh nonce to the adve
 trusted only if the box certificate chains to the pinned federation root key and is valid
 now, the statement is signed by the certified box key, echoes the nonce, names the
 certificate and the TLS certificate the caller actually saw, and agrees with the TXT hints.
+A peer whose certified key is on the revocation list this box holds (edge/revocations.py)
+is REFUSED too, at its next liveness check once the list arrives.
 
 Liveness: a VERIFIED peer is asked again (new nonce, full check) every
 `liveness_interval_s`; after `liveness_failures` unanswered checks in a row it is GONE. A
@@ -208,8 +210,10 @@ class PeerVerifier:
         clock: Callable[[], datetime],
         ca_file: Path | None = None,
         timeout_s: float = 4.0,
+        revoked: Callable[[VerifyKey], str | None] | None = None,
     ) -> None:
         self.root = root
+        self.revoked = revoked  # edge/revocations.py: the newest signed list this box holds
         self.clock = clock
         self.timeout_s = timeout_s
         self._context = _client_context(ca_file)
@@ -262,6 +266,9 @@ class PeerVerifier:
             statement, cert = verify_answer(
                 answer, nonce=nonce, root=self.root, now=now, tls_der=der, hint=hint
             )
+            reason = self.revoked(cert.verify_key) if self.revoked else None
+            if reason:
+                raise VerificationFailed(f"on the federation's revocation list: {reason}")
             assert isinstance(answer, dict)
             return VerifiedPeer(
                 box=cert.subject,

@@ -287,3 +287,37 @@ def test_tls_material_from_another_ca_is_refused_and_nothing_is_written(
         )
     assert not (box / "box.cert.json").exists() and not tls.exists()
     assert not (box / "federation.json").exists()
+
+
+def test_the_hub_signs_a_growing_revocation_list_that_survives_a_replaced_box(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.revocations import FILE, RevocationStore, verify_list
+
+    world = make_world(tmp_path)
+    monkeypatch.setenv("RENKEI_HUB_PASSPHRASE", PASSPHRASE)
+    root = world.root.verify_key
+    app = create_app(world.hub)
+    with serve(app) as url:
+        empty = httpx.get(f"{url}/api/revocations").json()
+        assert verify_list(empty, root, now=datetime.now(UTC)).sequence == 0
+        old_box, new_box = tmp_path / "old", tmp_path / "new"
+        lost = enrol(url, _token(world), old_box, root=root, tls_dir=tmp_path / "tls-old")
+        registry, storage = Registry(world.hub / "hub.db"), SqliteStorage(world.hub / "hub.db")
+        revoke_box(registry, storage, app.state.enrolment.issuer.signing_key, "seiro-1", "lost")
+        registry.close()
+        storage.close()
+        signed = httpx.get(f"{url}/api/revocations").json()
+        listed = verify_list(signed, root, now=datetime.now(UTC))
+        assert listed.sequence == 1
+        assert listed.reason(lost.certificate.verify_key) == "box 'seiro-1' is revoked"
+        # the replacement box (same name, new key) is enrolled: the lost key stays revoked,
+        # and the new box receives the list with its enrolment
+        replaced = enrol(url, _token(world), new_box, root=root, tls_dir=tmp_path / "tls-new")
+        again = verify_list(httpx.get(f"{url}/api/revocations").json(), root,
+                            now=datetime.now(UTC))  # fmt: skip
+        assert again.sequence == 1 and again.reason(lost.certificate.verify_key)
+        assert again.reason(replaced.certificate.verify_key) is None
+        store = RevocationStore(new_box, lambda: root)
+        assert (new_box / FILE).exists() and store.sequence == 1
+        assert store.reason(lost.certificate.verify_key)

@@ -1,0 +1,127 @@
+"""A revoked box is refused by its partner boxes, with real processes: three boxes of
+聖籠町 enrolled with `renkei enroll` discover and verify each other on loopback
+(`renkei box --discover`). Box B is pointed at a hub address where nothing listens, so it
+can learn of a revocation only from its LAN peers. `renkei enrolment revoke` at the hub
+revokes box A; box C fetches the signed list from the hub, B takes it from C, and both
+then refuse A at their next liveness check (REFUSED in their LAN journals)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servers import free_port
+from test_box_anchoring import HUB_PASSPHRASE, enrol_box, prepare_hub
+from test_box_processes import _wait
+
+from edge.discovery import JOURNAL_FILE
+from edge.revocations import FILE
+
+TOWN = "15307"
+BOXES = {"a": "box-15307", "b": "seiro-2", "c": "seiro-3"}
+FAST = {"liveness_interval_s": 1.0, "liveness_timeout_s": 2.0, "recheck_s": 2.0}
+
+
+def _journal(data: Path) -> list[dict[str, Any]]:
+    path = data / JOURNAL_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _verified(data: Path, box: str) -> bool:
+    return any(e.get("event") == "verified" and e.get("box") == box for e in _journal(data))
+
+
+def _refused_as_revoked(data: Path) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in _journal(data)
+        if e.get("event") == "refused" and "revocation list" in str(e.get("reason"))
+    ]
+
+
+def _sequence(data: Path) -> int:
+    path = data / FILE
+    return json.loads(path.read_text())["list"]["sequence"] if path.exists() else 0
+
+
+def _until(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_revoked_box_is_refused_by_partner_boxes_even_one_that_cannot_reach_the_hub(
+    tmp_path: Path, small_export_dir: Path
+) -> None:
+    root = tmp_path
+    federation, _supervisor = prepare_hub(root, small_export_dir)
+    from edge.tls import create_ca, issue_server_cert, write_server_files
+
+    ca_cert, ca_key = create_ca()
+    (root / "ca.crt").write_bytes(ca_cert)
+    write_server_files(root / "tls", *issue_server_cert(ca_cert, ca_key, [], ["127.0.0.1"]))
+    env = {**os.environ, "RENKEI_HUB_PASSPHRASE": HUB_PASSPHRASE}
+    hub_port, dead_port = free_port(), free_port()
+    ports = {name: free_port() for name in BOXES}
+    data = {name: root / name / "data" for name in BOXES}
+    processes: list[subprocess.Popen[bytes]] = []
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "renkei", "hub", "--data", str(root / "hub"),
+         "--port", str(hub_port)], env=env,
+    )  # fmt: skip
+    processes.append(hub)
+    hub_url = f"http://127.0.0.1:{hub_port}"
+    try:
+        _wait(hub_url, hub, root / "ca.crt")
+        for name, box in BOXES.items():
+            tls = root / name / "tls"
+            shutil.copytree(root / "tls", tls)
+            enrol_box(root, hub_url, federation, env, box, data[name], tls)
+            settings_file = data[name] / "discovery.json"
+            settings = json.loads(settings_file.read_text(encoding="utf-8"))
+            settings.update(FAST, port=ports[name], name=f"聖籠町 {box}")
+            settings_file.write_text(json.dumps(settings, ensure_ascii=False))
+        boxes = {}
+        for name in BOXES:
+            box_hub = f"http://127.0.0.1:{dead_port}" if name == "b" else hub_url
+            boxes[name] = subprocess.Popen(
+                [sys.executable, "-m", "renkei", "box", "--hub", box_hub, "--town", TOWN,
+                 "--port", str(ports[name]), "--data", str(data[name]),
+                 "--tls", str(root / name / "tls"), "--discover", "127.0.0.1"], env=env,
+            )  # fmt: skip
+            processes.append(boxes[name])
+        for name, process in boxes.items():
+            _wait(f"https://127.0.0.1:{ports[name]}", process, root / "ca.crt")
+        for name in ("b", "c"):
+            _until(lambda n=name: _verified(data[n], BOXES["a"]), 120, f"{name} verifies A")
+        assert not _refused_as_revoked(data["b"]) and not _refused_as_revoked(data["c"])
+
+        done = subprocess.run(
+            [sys.executable, "-m", "renkei", "enrolment", "revoke", "--data", str(root / "hub"),
+             "--box", BOXES["a"]], capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+        _until(lambda: _sequence(data["c"]) == 1, 120, "C fetches the list from the hub")
+        _until(lambda: _sequence(data["b"]) == 1, 120, "B takes the list from C")
+        for name in ("b", "c"):
+            _until(lambda n=name: _refused_as_revoked(data[n]), 60, f"{name} refuses A")
+        refused = _refused_as_revoked(data["b"])[0]
+        assert BOXES["a"] in refused["reason"]
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
