@@ -156,6 +156,13 @@ def counter_routes(
         except CounterFormError:  # an unknown document key in the URL
             document = COUNTER_DOCUMENTS[0]
         subject = next(m for m in household["members"] if m["id"] == resident_id)
+        # 暫定異動 recorded by a supervisor (edge/provisional.py): flagged per member
+        flags = await ask(
+            request,
+            {"op": "provisional_for",
+             "form": {"residents": [m["id"] for m in household["members"]]}},
+        )  # fmt: skip
+        provisional = flags.get("flags", {}) if flags and flags.get("ok") else {}
         config = counter_config.load(box.config.data_dir)
         terminal = config.terminal_for(auth.client_address(request))
         modes = config.modes(principal.town_code)
@@ -178,6 +185,7 @@ def counter_routes(
             professions=[p.value for p in Profession],
             modes=modes,
             terminal=terminal,
+            provisional=provisional,
         )
 
     def _record_issue(

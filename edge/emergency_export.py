@@ -23,11 +23,10 @@ Layout of the archive (UTF-8 everywhere; CSV with a header row, CRLF line ends):
     intake.json, intake.csv   申請受付 (edge/intake.py: the applications taken while the
                               data was stale or the hub unreachable; the CSV is
                               `IntakeBook.export_csv`, UTF-8 with BOM)
-    provisional-changes.json  a supervisor's provisional emergency changes (暫定異動)
+    provisional-changes.json, provisional-changes.csv
+                              a supervisor's provisional emergency changes (暫定異動,
+                              edge/provisional.py), for the core system to process
     checklist.json            the emergency checklist's ticks (edge/procedure.py)
-
-Provisional changes have no store on the box yet: the file holds an empty list and
-`not_included` says so.
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from edge.boxkey import box_signing_key
 from edge.exports import seal_export
 from edge.intake import IntakeBook
+from edge.provisional import ProvisionalBook
 from shared.issuance.codec import encode
 from shared.issuance.registers import IssuanceRegister, daily_report
 from shared.storage import Storage
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
 JST = timezone(timedelta(hours=9), "JST")
 FORMAT = "renkei-emergency-export"
-PROVISIONAL_PENDING = "暫定異動を記録する機能がまだないため、空の一覧です。"
 CSV_HEADER = [
     "発行番号",
     "交付日時",
@@ -118,8 +117,11 @@ def archive(
     applications = intake.applications()
     files["intake.json"] = _json([a.to_json() for a in applications])
     files["intake.csv"] = intake.export_csv()
-    files["provisional-changes.json"] = _json([])
-    not_included = {"provisional-changes.json": PROVISIONAL_PENDING}
+    provisional = ProvisionalBook(register_storage, worker.town, worker.box_id)
+    changes = provisional.changes()
+    files["provisional-changes.json"] = _json([c.to_json() for c in changes])
+    files["provisional-changes.csv"] = provisional.export_csv()
+    not_included: dict[str, str] = {}
     files["checklist.json"] = _json(form.get("checklist", {}))
     counts = {
         "issuance-register.json": len(entries),
@@ -127,6 +129,8 @@ def archive(
         "daily-report.json": len(days),
         "intake.json": len(applications),
         "intake.csv": len(applications),
+        "provisional-changes.json": len(changes),
+        "provisional-changes.csv": len(changes),
     }
     manifest = {
         "format": FORMAT,

@@ -166,6 +166,77 @@ class SupervisorScreens:
     async def menu(self, request: Request) -> Response:
         return self.page(request, "supervisor/menu.html")
 
+    # ------------------------------------------------------------------ 暫定異動
+
+    async def provisional_page(
+        self,
+        request: Request,
+        message: str = "",
+        error: str = "",
+        status_code: int = 200,
+        values: dict[str, str] | None = None,
+    ) -> Response:
+        try:
+            answer = await self.ask(request, "provisional_list")
+        except WorkerGone:
+            return sealed_again(request)
+        subject = request.query_params.get("subject", "")[:64]
+        return self.page(
+            request,
+            "supervisor/provisional.html",
+            status_code=status_code,
+            changes=answer.get("changes", []),
+            values=values or {"subject": subject, "kind": "move"},
+            message=message,
+            error=error or ("" if answer.get("ok") else str(answer.get("error", ""))),
+        )
+
+    async def provisional_get(self, request: Request) -> Response:
+        return await self.provisional_page(request)
+
+    async def provisional_post(self, request: Request) -> Response:
+        """A supervisor's provisional emergency change (edge/provisional.py): recorded
+        sealed in the worker, audited here (number, kind and 宛名番号 only)."""
+        principal = _principal(request)
+        form = await request.form()
+        fields = {
+            name: _form_text(form, name, 400)
+            for name in ("subject", "kind", "effective", "new_address", "reported_by", "reason")
+        }
+        if form.get("confirm") != "1":
+            return await self.provisional_page(
+                request,
+                error="基幹系で未処理の暫定異動であることを確認するチェックを入れてください。",
+                status_code=400,
+                values=fields,
+            )
+        try:
+            answer = await self.ask(
+                request, "provisional_record", {**fields, "host_town": self.box.config.town_code}
+            )
+        except WorkerGone:
+            return sealed_again(request)
+        if not answer.get("ok"):
+            return await self.provisional_page(
+                request, error=str(answer.get("error", "")), status_code=400, values=fields
+            )
+        change = answer["change"]
+        self.box.record(
+            principal.town_code,
+            AuditKind.PROVISIONAL_CHANGE,
+            number=change["number"],
+            type=change["kind"],
+            resident=change["subject_id"],
+            date=change["effective"],
+            by=principal.login_id,
+            host_town=self.box.config.town_code,
+        )
+        return await self.provisional_page(
+            request,
+            message=f"暫定異動 {change['number']} を記録しました。この方の証明書は、"
+            "基幹系システムで処理が済むまで交付できません。",
+        )
+
     # ------------------------------------------------------------------ clerks
 
     def clerks_page(
@@ -541,6 +612,8 @@ class SupervisorScreens:
             Route("/supervisor/modes", representative(self.modes_post), methods=["POST"]),
             Route("/supervisor/audit", supervisor(self.audit)),
             Route("/supervisor/registers", supervisor(self.registers)),
+            Route("/supervisor/provisional", supervisor(self.provisional_get), methods=["GET"]),
+            Route("/supervisor/provisional", supervisor(self.provisional_post), methods=["POST"]),
             Route("/supervisor/printers", printers(self.printers_get), methods=["GET"]),
             Route("/supervisor/printers", printers(self.printers_post), methods=["POST"]),
             Route("/supervisor/printers/sheet", printers(self.calibration_pdf)),

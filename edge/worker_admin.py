@@ -18,6 +18,11 @@ them needs any other clerk's password. Requests and answers (one JSON object eac
     {"op": "registers", "form": {day: YYYY-MM-DD}} -> {"ok": true, "entries", "daily"}
     {"op": "emergency_export", "form": {...manifest extras}}
         -> {"ok": true, "name", "sealed": hex, "manifest"}  (edge/emergency_export.py)
+    {"op": "provisional_record", "form": {kind, subject, effective, new_address,
+        reported_by, reason, host_town}} -> {"ok": true, "change"}
+                                                  (supervisor; edge/provisional.py)
+    {"op": "provisional_list"}  -> {"ok": true, "changes": [...]}      (supervisor)
+    {"op": "provisional_for", "form": {"residents": [ids]}} -> {"ok": true, "flags"}  (any clerk)
 
 Errors come back as {"ok": false, "error": Japanese message}.
 """
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from edge import emergency_export
 from edge.boxkey import box_signing_key
 from edge.counter import ClerkSession, Counter, registers_storage
+from edge.provisional import ProvisionalBook, ProvisionalError
 from shared import crypto
 from shared.activation import (
     Appointment,
@@ -77,6 +83,7 @@ DETAIL_LABELS = {
     "on_roster": "緊急時名簿",
     "record": "記録",
     "type": "種類",
+    "resident": "宛名番号",
     "stricken_town": "被災町村",
     "host_town": "受入町村",
     "host_box": "受入ボックス",
@@ -402,6 +409,47 @@ def _export(worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]) -> di
     return {"ok": True, **emergency_export.build(worker, clerk, sealed_registers(worker), form)}
 
 
+def provisional_book(worker: TownWorker) -> ProvisionalBook:
+    return ProvisionalBook(sealed_registers(worker), worker.town, worker.box_id)
+
+
+def _provisional_record(
+    worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]
+) -> dict[str, Any]:
+    subject_id = str(form.get("subject", ""))[:64]
+    resident = worker._counter().data.residents.get(subject_id)
+    try:
+        change = provisional_book(worker).record(
+            kind=str(form.get("kind", "")),
+            subject_id=subject_id if resident is not None else "",
+            subject_name=resident.name if resident is not None else "",
+            effective=str(form.get("effective", ""))[:32],
+            new_address=str(form.get("new_address", "")),
+            reported_by=str(form.get("reported_by", "")),
+            reason=str(form.get("reason", "")),
+            supervisor=clerk.login_id,
+            host_town=str(form.get("host_town", ""))[:8],
+            at=datetime.now(UTC),
+        )
+    except ProvisionalError as exc:
+        raise AdminError(str(exc)) from exc
+    return {"ok": True, "change": change.to_json()}
+
+
+def _provisional_list(
+    worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]
+) -> dict[str, Any]:
+    return {"ok": True, "changes": [c.to_json() for c in provisional_book(worker).changes()]}
+
+
+def _provisional_for(
+    worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]
+) -> dict[str, Any]:
+    wanted = form.get("residents")
+    ids = {str(r)[:64] for r in wanted[:64]} if isinstance(wanted, list) else set()
+    return {"ok": True, "flags": provisional_book(worker).for_residents(ids)}
+
+
 def _now() -> float:
     return datetime.now(UTC).timestamp()
 
@@ -418,6 +466,9 @@ OPERATIONS: dict[str, tuple[frozenset[Role], Operation]] = {
     "audit": (frozenset({Role.SUPERVISOR}), _audit),
     "registers": (frozenset({Role.SUPERVISOR}), _registers),
     "emergency_export": (frozenset({Role.SUPERVISOR, Role.REPRESENTATIVE}), _export),
+    "provisional_record": (frozenset({Role.SUPERVISOR}), _provisional_record),
+    "provisional_list": (frozenset({Role.SUPERVISOR}), _provisional_list),
+    "provisional_for": (frozenset(Role), _provisional_for),
 }
 
 

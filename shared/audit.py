@@ -168,6 +168,7 @@ class AuditKind(enum.StrEnum):
     CLERK_CHANGED = "clerk_changed"
     EMERGENCY_STEP = "emergency_step"
     EMERGENCY_ENDED = "emergency_ended"
+    PROVISIONAL_CHANGE = "provisional_change"
 
 
 KIND_LABELS: dict[str, str] = {
@@ -199,6 +200,7 @@ KIND_LABELS: dict[str, str] = {
     AuditKind.CLERK_CHANGED: "職員登録の変更",
     AuditKind.EMERGENCY_STEP: "緊急時手順の確認",
     AuditKind.EMERGENCY_ENDED: "緊急時運用の終了",
+    AuditKind.PROVISIONAL_CHANGE: "暫定異動の記録",
 }
 
 
