@@ -17,7 +17,7 @@ a town once chosen.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,3 +171,24 @@ class TownRegistry:
                 household = households.get(resident.household_id)
                 if household is not None:
                     yield resident, household
+
+    def resident_records_with_households(
+        self,
+        fields: Sequence[str] | None = None,
+        household_fields: Sequence[str] | None = None,
+    ) -> Iterator[tuple[Record, Record]]:
+        """`residents_with_households` as flat records, building no model objects: what
+        a town's search index is built from when the town opens (a resident's whole
+        record is materialised later, when a page shows it). With `fields` and
+        `household_fields`, only those fields are read (household_id and id always)."""
+        if fields is not None:
+            fields = list(dict.fromkeys([*fields, "household_id"]))
+        if household_fields is not None:
+            household_fields = list(dict.fromkeys([*household_fields, "id"]))
+        for name in self._documents_for("residents"):
+            doc = self.documents[name]
+            households = doc.records("households", household_fields)
+            for rec in doc.records("residents", fields).values():
+                household = households.get(str(rec.get("household_id")))
+                if household is not None:
+                    yield rec, household

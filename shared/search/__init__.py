@@ -4,10 +4,14 @@ A clerk types what they heard or what they can read off a damaged card; the inde
 with resident and household ids, best first, and the caller reads the records from the
 registry. It holds only keys, never whole records, and never the 個人番号. It lives in an
 in-memory SQLite database (`:memory:`): plaintext never reaches a box's disk. It is
-rebuilt when a town opens (`build`) and kept current with `upsert` / `remove`.
+rebuilt when a town opens and kept current with `upsert` / `remove`. A build takes model
+objects (`build`) or the registry's flat records (`build_records`, what opening a town
+uses: it reads only `RESIDENT_FIELDS` and `HOUSEHOLD_FIELDS` and builds no objects).
 
     index = SearchIndex("15307")
     index.build((resident, household) for ...)
+    index.build_records(registry.resident_records_with_households(
+        RESIDENT_FIELDS, HOUSEHOLD_FIELDS))
     index.search("ヤマダ S45") -> [Hit(resident_id, household_id, level, fields, removed)]
 
 Query grammar
@@ -76,8 +80,11 @@ Japanese, for the clerk: what to type instead).
 
 from shared.search.index import Hit, MatchLevel, SearchIndex
 from shared.search.query import QueryError, SearchError, Token, TokenKind, parse_query
+from shared.search.rows import HOUSEHOLD_FIELDS, RESIDENT_FIELDS
 
 __all__ = [
+    "HOUSEHOLD_FIELDS",
+    "RESIDENT_FIELDS",
     "Hit",
     "MatchLevel",
     "QueryError",

@@ -84,6 +84,28 @@ def test_delete_removes_record(resident: model.Resident) -> None:
     assert registry.get("residents", resident.id) is None
 
 
+@given(people=st.lists(residents(), min_size=1, max_size=8, unique_by=lambda r: r.id))
+@settings(max_examples=20, deadline=None)
+def test_records_reads_all_or_only_the_fields_asked(people: list[model.Resident]) -> None:
+    registry = TownRegistry("15307", shards=2)
+    registry.apply([_upsert("residents", r) for r in people])
+    registry.apply([Upsert("residents", people[0].id, {"name": "改"}, {**to_record(people[0])})])
+    del_field = people[-1]
+    doc_name = registry.document_name("residents", del_field.id, to_record(del_field))
+    registry.documents[doc_name]._doc.get_map("residents").get(del_field.id).container.delete(
+        "honseki"
+    )  # a record that lacks a field: only the fields it holds are returned
+    fields = ["name", "honseki", "removal.reason", "no-such-field"]
+    for doc in registry.documents.values():
+        whole = doc.records("residents")
+        assert whole == {k: doc.get("residents", k) for k in doc.ids("residents")}
+        some = doc.records("residents", fields)
+        assert some == {k: {f: v for f, v in r.items() if f in fields} for k, r in whole.items()}
+    pairs = list(registry.resident_records_with_households())
+    assert pairs == []  # no households stored: no resident is paired
+    assert {r.id for r in people} == {k for k, _ in registry.records("residents")}
+
+
 def test_changed_since_lists_touched_records() -> None:
     doc = RecordDocument("t")
     doc.set_fields("residents", "a", {"name": "x"})

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 
 import pytest
+import strategies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -36,7 +37,19 @@ from shared.model import (
     juminhyo_code_check_digit,
     my_number_check_digit,
 )
-from shared.search import Hit, MatchLevel, QueryError, SearchError, SearchIndex, TokenKind, rows
+from shared.records import to_record
+from shared.registry import TownRegistry, Upsert
+from shared.search import (
+    HOUSEHOLD_FIELDS,
+    RESIDENT_FIELDS,
+    Hit,
+    MatchLevel,
+    QueryError,
+    SearchError,
+    SearchIndex,
+    TokenKind,
+    rows,
+)
 from shared.search import plan as search_plan
 from shared.search.query import parse_query
 from shared.textnorm import address_key, kana_key, name_key, strip_variation_selectors
@@ -563,6 +576,95 @@ def test_the_index_lives_in_memory_only(index: SearchIndex) -> None:
 
 def test_sqlite_has_the_trigram_tokenizer() -> None:
     assert sqlite3.sqlite_version_info >= (3, 34, 0)
+
+
+# ---------------------------------------------------------------------------- from records
+# A town opening builds its index from the registry's flat records (build_records), not
+# from model objects (build): both must give the very same index.
+
+
+def contents(index: SearchIndex) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, FTS postings included (white box)."""
+    db = index._db
+    out = {
+        "residents": db.execute("SELECT * FROM residents ORDER BY rid").fetchall(),
+        "keys": db.execute("SELECT * FROM keys ORDER BY kind, key, whole, rid, field").fetchall(),
+    }
+    for table in rows.FTS_TABLE.values():
+        db.execute(f"CREATE VIRTUAL TABLE temp.v_{table} USING fts5vocab(main, {table}, instance)")
+        out[table] = db.execute(f"SELECT * FROM temp.v_{table} ORDER BY 1, 2, 3, 4").fetchall()
+        db.execute(f"DROP TABLE temp.v_{table}")
+    return out
+
+
+def registry_of(pairs: list[tuple[Resident, Household]]) -> TownRegistry:
+    registry = TownRegistry(TOWN, shards=3)
+    homes = {h.id: h for _, h in pairs}
+    registry.apply(
+        [Upsert("households", h.id, to_record(h), to_record(h)) for h in homes.values()]
+        + [Upsert("residents", r.id, to_record(r), to_record(r)) for r, _ in pairs]
+    )
+    return registry
+
+
+def built(
+    pairs: list[tuple[Resident, Household]], from_records: bool, **fields: object
+) -> SearchIndex:
+    index = SearchIndex(TOWN)
+    if from_records:
+        records = registry_of(pairs).resident_records_with_households(**fields)  # type: ignore[arg-type]
+        index.build_records(records)
+    else:
+        index.build(pairs)
+    return index
+
+
+@pytest.mark.parametrize("only", [False, True], ids=["whole records", "index fields only"])
+def test_build_from_records_is_build(only: bool) -> None:
+    fields = {"fields": RESIDENT_FIELDS, "household_fields": HOUSEHOLD_FIELDS} if only else {}
+    assert contents(built(PAIRS, True, **fields)) == contents(built(PAIRS, False))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(people=st.lists(strategies.residents(TOWN), max_size=12, unique_by=lambda r: r.id))
+def test_build_from_any_records_is_build(people: list[Resident]) -> None:
+    homes = {r.household_id: household(0) for r in people}
+    pairs = [(r, replace(homes[r.household_id], id=r.household_id)) for r in people]
+    fields = {"fields": RESIDENT_FIELDS, "household_fields": HOUSEHOLD_FIELDS}
+    expected = contents(built(pairs, False))
+    assert contents(built(pairs, True, **fields)) == expected
+    assert contents(built(pairs, True)) == expected
+
+
+def test_a_record_is_read_as_from_record_reads_it() -> None:
+    person_, home = PAIRS[1]  # a 旧氏
+    record, home_record = to_record(person_), to_record(home)
+    expected = rows.person_of(person_)
+    assert rows.person_of_record(record) == expected
+    assert rows.home_of_record(home_record) == rows.home_of(home)
+    # an absent optional field takes its default; an absent or None required one fails
+    del record["former_surname"], record["foreign.alias"]
+    assert rows.person_of_record(record) == (*expected[:8], "", *expected[9:])
+    for broken in ({**to_record(person_), "kana": None}, {**to_record(person_), "name": None}):
+        with pytest.raises(SearchError, match="no value"):
+            rows.person_of_record(broken)
+    without_id = {k: v for k, v in to_record(person_).items() if k != "id"}
+    with pytest.raises(SearchError, match="no value for id"):
+        rows.person_of_record(without_id)
+    with pytest.raises(SearchError, match="no value for district"):
+        rows.home_of_record({**home_record, "district": None})
+
+
+def test_build_records_checks_like_build() -> None:
+    stranger = resident(70, "他町　太郎", "タチョウ タロウ", home=household(70, town="15405"))
+    index = SearchIndex(TOWN)
+    with pytest.raises(SearchError, match="15307"):
+        index.build_records([(to_record(stranger), to_record(household(70, town="15405")))])
+    twice = [(to_record(r), to_record(h)) for r, h in [*PAIRS, PAIRS[0]]]
+    with pytest.raises(SearchError, match="twice"):
+        index.build_records(twice)
+    with pytest.raises(SearchError, match="household"):
+        index.build_records([(to_record(PEOPLE[0]), to_record(HONCHO))])
 
 
 # ---------------------------------------------------------------------------- property
