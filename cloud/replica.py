@@ -37,7 +37,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -113,6 +113,8 @@ class HubReplica:
         if review:
             self.replica.on_applied = self._review
         self._review_enabled = review
+        # peer id → (box name, town), from the hub's enrolment register when it has one
+        self.directory: Callable[[str], tuple[str, str] | None] | None = None
 
     @property
     def log(self) -> BlobLog:
@@ -267,7 +269,7 @@ class HubReplica:
             replicas.append(
                 {
                     "peer": peer,
-                    "label": peer_label(self.storage, peer),
+                    "label": self._label(peer),
                     "last_contact": _iso(last),
                     "seconds_since_contact": round(now - last, 1),
                     "behind": behind_any,
@@ -280,6 +282,10 @@ class HubReplica:
             "towns": towns,
             "replicas": replicas,
         }
+
+    def _label(self, peer: str) -> str:
+        known = self.directory(peer) if self.directory is not None else None
+        return known[0] if known else peer_label(self.storage, peer)
 
     def _as_of_satisfied(self, town: str, have: Mapping[str, int]) -> str:
         for entry in reversed(self._as_of_history(town)):

@@ -109,16 +109,31 @@ def peer_town(storage: Storage, peer_id: str) -> str:
     return str(data.get("town", "")) if isinstance(data, dict) else ""
 
 
-def placement(storage: Storage) -> Placement:
+PeerDirectory = Callable[[str], tuple[str, str] | None]  # peer id → (box name, its town)
+
+
+def placement(storage: Storage, directory: PeerDirectory | None = None) -> Placement:
     """A town with a separate partner copy is synced in full only with its own town's
-    boxes (as enrolled); every other town, and every partner copy, with any peer."""
+    boxes (as enrolled: the hub's enrolment register, else the stored peer record);
+    every other town, and every partner copy, with any peer."""
 
     def allowed(peer: str, town: str) -> bool:
         if town not in separate_towns(storage):
             return True
-        return peer_town(storage, peer) == town
+        known = directory(peer) if directory is not None else None
+        return (known[1] if known else peer_town(storage, peer)) == town
 
     return allowed
+
+
+def enrolment_directory(enrolment: Any) -> PeerDirectory:
+    """The hub's enrolment register as a peer directory (box name and town)."""
+
+    def describe(peer: str) -> tuple[str, str] | None:
+        row = enrolment.registry.box_by_peer(peer)
+        return None if row is None else (str(row.box), str(row.town))
+
+    return describe
 
 
 # ---------------------------------------------------------------------------- failpoints
@@ -274,7 +289,12 @@ def hub_sync_service(hub: HubReplica, enrolment: Any = None) -> SyncService:
     ids only on a hub without one."""
     legacy = enrolled_peers(hub.storage)
     authorize = enrolment.admission(legacy) if enrolment is not None else legacy
-    return SyncService(hub.log, hub.peer_id, authorize=authorize, observe=hub.observe)
+    directory = enrolment_directory(enrolment) if enrolment is not None else None
+    hub.directory = directory
+    return SyncService(
+        hub.log, hub.peer_id, authorize=authorize, observe=hub.observe,
+        placement=placement(hub.storage, directory),
+    )  # fmt: skip
 
 
 def hub_routes(hub_of: Callable[[Request], HubReplica]) -> list[Route]:
