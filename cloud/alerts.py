@@ -8,11 +8,15 @@ box serve:
 
 The hub evaluates: each town's newest import (stale_sync), each enrolled box's last sync
 (box_silent), its data folder's disk, its clock (chrony when present), the enrolment
-issuer's certificate and every enrolled box's certificate.
+issuer's certificate and every enrolled box's certificate — every five minutes in the
+hub process (`HubAlerts`, started by the hub's lifespan), and whenever /alerts is asked.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import shutil
 import subprocess
 import time
@@ -33,6 +37,8 @@ from shared.alerts import Alert, AlertBook, DiskUsage, Thresholds
 if TYPE_CHECKING:
     from cloud.enrolment import HubEnrolment
     from shared.storage import Storage
+
+log = logging.getLogger(__name__)
 
 
 def chrony_offset(chronyc: str = "chronyc") -> float | None:
@@ -127,29 +133,72 @@ def hub_alerts(
     return found
 
 
-def hub_alert_routes(data_dir: Path, enrolment: HubEnrolment | None) -> list[Route]:
-    from jinja2 import PackageLoader, select_autoescape
+class HubAlerts:
+    """The hub's alerts: evaluated every `interval_s` by a task of the hub process (so a
+    change of state is logged once even when nobody opens /alerts), and on request.
 
-    templates = Environment(
-        loader=PackageLoader("cloud", "templates"), autoescape=select_autoescape()
-    )
-    db = data_dir / "hub.db"
-    state: dict[str, AlertBook] = {}
+    A task in the hub's lifespan rather than a systemd timer: the hub ships as one
+    container (Dockerfile.cloud), where no systemd runs, and the evaluation needs the hub's
+    open store and enrolment registry, which the process already holds."""
 
-    def book() -> AlertBook:
-        if "book" not in state:
-            migrations.apply(db, "hub")
-            state["book"] = AlertBook(db)
-        return state["book"]
+    def __init__(
+        self, data_dir: Path, enrolment: HubEnrolment | None, *, interval_s: float = 300.0
+    ) -> None:
+        self.data_dir = data_dir
+        self.enrolment = enrolment
+        self.interval_s = interval_s
+        self._book: AlertBook | None = None
+        self._task: asyncio.Task[None] | None = None
 
-    def evaluate(request: Request) -> list[Alert]:
-        storage = request.app.state.storage
-        return hub_alerts(data_dir, storage, enrolment, Thresholds.load(data_dir))
+    def book(self) -> AlertBook:
+        if self._book is None:
+            migrations.apply(self.data_dir / "hub.db", "hub")
+            self._book = AlertBook(self.data_dir / "hub.db")
+        return self._book
 
-    async def hub_time(request: Request) -> JSONResponse:
-        return JSONResponse({"time": time.time()}, headers={"cache-control": "no-store"})
+    def evaluate(self, storage: Storage) -> list[Alert]:
+        return hub_alerts(self.data_dir, storage, self.enrolment, Thresholds.load(self.data_dir))
 
-    return [
-        *alert_routes(evaluate, book, templates, lambda: {"where": "ハブ"}),
-        Route("/api/time", hub_time),
-    ]
+    def check(self, storage: Storage) -> list[tuple[Alert, str | None]]:
+        """One scheduled evaluation: the alerts whose level changed (each logged once)."""
+        return self.book().observe(self.evaluate(storage), time.time())
+
+    async def _run(self, storage: Storage) -> None:
+        while True:  # the first round one interval after start: the towns open first
+            await asyncio.sleep(self.interval_s)
+            try:
+                await asyncio.to_thread(self.check, storage)
+            except Exception:  # a bad thresholds file or a full disk: try again next round
+                log.exception("scheduled hub alert evaluation failed")
+
+    async def start(self, storage: Storage) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(storage))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._book is not None:
+            self._book.close()
+            self._book = None
+
+    def routes(self) -> list[Route]:
+        from jinja2 import PackageLoader, select_autoescape
+
+        templates = Environment(
+            loader=PackageLoader("cloud", "templates"), autoescape=select_autoescape()
+        )
+
+        def evaluate(request: Request) -> list[Alert]:
+            return self.evaluate(request.app.state.storage)
+
+        async def hub_time(request: Request) -> JSONResponse:
+            return JSONResponse({"time": time.time()}, headers={"cache-control": "no-store"})
+
+        return [
+            *alert_routes(evaluate, self.book, templates, lambda: {"where": "ハブ"}),
+            Route("/api/time", hub_time),
+        ]
+

@@ -48,7 +48,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from cloud.alerts import hub_alert_routes
+from cloud.alerts import HubAlerts
 from cloud.anchors import anchor_routes
 from cloud.clerks_api import clerk_routes
 from cloud.custody import HUB_WRITER_KEY, Custody, credential_is_for_roster
@@ -97,11 +97,14 @@ def _town_summaries(hub: HubReplica) -> list[dict[str, object]]:
     return summaries
 
 
-def create_app(data_dir: Path, custody: Custody | None = None) -> Starlette:
+def create_app(
+    data_dir: Path, custody: Custody | None = None, *, alert_interval_s: float = 300.0
+) -> Starlette:
     """The hub. `custody`: the towns' keys and the hub's writer key, unsealed by the
     operator at start-up; without it the hub only relays (it cannot read the boxes'
     edits, list concurrent ones, or write)."""
     enrolment = HubEnrolment(data_dir)  # migrates hub.db; unseals the enrolment key
+    alerts = HubAlerts(data_dir, enrolment, interval_s=alert_interval_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -122,9 +125,11 @@ def create_app(data_dir: Path, custody: Custody | None = None) -> Starlette:
                 raise
 
         opening = asyncio.create_task(asyncio.to_thread(open_towns))
+        await alerts.start(storage)
         try:
             yield
         finally:
+            await alerts.stop()
             with contextlib.suppress(Exception):
                 await opening
             storage.close()
@@ -230,7 +235,7 @@ def create_app(data_dir: Path, custody: Custody | None = None) -> Starlette:
             Route("/api/replica/{town:str}/certificates", certificates),
             *sync_routes(hub_service),
             *enrolment.routes(),
-            *hub_alert_routes(data_dir, enrolment),
+            *alerts.routes(),
             *clerk_routes(),
             *emergency_routes(),
             *anchor_routes(),

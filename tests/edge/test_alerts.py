@@ -166,3 +166,36 @@ def test_hub_alerts_and_their_state_survive_a_restart(
         green = _levels(url)
         assert green[f"stale_sync:{TOWN}"] == "ok" and green["certificate:issuer"] == "ok"
     assert len([r for r in caplog.records if r.name == "renkei.alerts"]) == first + 2
+
+
+def test_hub_alerts_are_evaluated_on_a_schedule_and_each_change_logged_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nobody asks /alerts here: the hub's own task evaluates every 0.2 s."""
+    monkeypatch.setenv("RENKEI_HUB_PASSPHRASE", PASSPHRASE)
+    world = make_world(tmp_path)
+    caplog.set_level(logging.INFO, logger="renkei.alerts")
+
+    def disk_lines() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "renkei.alerts" and r.getMessage().startswith("alert disk:")
+        ]
+
+    def until(condition: object, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():  # type: ignore[operator]
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+
+    app = create_hub(world.hub, alert_interval_s=0.2)
+    with serve(app):
+        (world.hub / "alerts.json").write_text(json.dumps({"disk_used_percent": 0.0}))
+        until(lambda: disk_lines(), "the disk alert to go red")
+        time.sleep(1.5)  # several more evaluations: still one line
+        assert len(disk_lines()) == 1 and "-> critical" in disk_lines()[0]
+        (world.hub / "alerts.json").unlink()
+        until(lambda: len(disk_lines()) == 2, "the disk alert to go green")
+        time.sleep(1.5)
+        assert len(disk_lines()) == 2 and "-> ok" in disk_lines()[1]
