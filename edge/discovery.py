@@ -71,7 +71,9 @@ from edge.peers import (
     PeerMonitor,
     PeerVerifier,
     VerifiedPeer,
+    _nothing,
     offer_to_agent,
+    withdraw_from_agent,
 )
 
 if TYPE_CHECKING:
@@ -580,9 +582,11 @@ class LanDiscovery:
         on_verified: PeerCallback | None = None,
         on_gone: PeerCallback | None = None,
     ) -> None:
+        on_refused: PeerCallback | None = None
         if agent is not None:
             self.identity.sync = sync_info_of(agent)
             on_verified = on_verified or offer_to_agent(agent)
+            on_refused = withdraw_from_agent(agent)
         if not self.settings.name and self._default_name is not None:
             self.identity.name = self._default_name()
         if self.error:
@@ -615,6 +619,7 @@ class LanDiscovery:
             liveness=self.settings.liveness,
             on_verified=self._handing_over(on_verified),
             on_gone=self._withdrawing(on_gone),
+            on_refused=on_refused or _nothing,
             journal=self.journal,
         )
         self.mdns = Mdns(addresses)

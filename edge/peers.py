@@ -18,7 +18,8 @@ trusted only if the box certificate chains to the pinned federation root key and
 now, the statement is signed by the certified box key, echoes the nonce, names the
 certificate and the TLS certificate the caller actually saw, and agrees with the TXT hints.
 A peer whose certified key is on the revocation list this box holds (edge/revocations.py)
-is REFUSED too, at its next liveness check once the list arrives.
+is REFUSED too, at its next liveness check once the list arrives; a VERIFIED peer so
+refused is handed to `on_refused` (`withdraw_from_agent`: its sync admission ends).
 
 Liveness: a VERIFIED peer is asked again (new nonce, full check) every
 `liveness_interval_s`; after `liveness_failures` unanswered checks in a row it is GONE. A
@@ -346,6 +347,7 @@ class PeerMonitor:
         liveness: Liveness = Liveness(),
         on_verified: PeerCallback = _nothing,
         on_gone: PeerCallback = _nothing,
+        on_refused: PeerCallback = _nothing,
         journal: Journal = _ignore,
         max_peers: int = 256,
     ) -> None:
@@ -354,6 +356,7 @@ class PeerMonitor:
         self.liveness = liveness
         self.on_verified = on_verified
         self.on_gone = on_gone
+        self.on_refused = on_refused  # a verified peer's proof now fails (revoked, expired)
         self.journal = journal
         self.peers: dict[str, Peer] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -476,6 +479,8 @@ class PeerMonitor:
                 peer.verified = None
                 if demoted:
                     await self._call(self.on_gone, demoted)
+                    if refused:
+                        await self._call(self.on_refused, demoted)
                 await asyncio.sleep(self.liveness.recheck_s)
                 continue
             failures = 0
@@ -507,3 +512,20 @@ def offer_to_agent(agent: SyncAgent) -> PeerCallback:
         agent.notify_local_change()
 
     return offer
+
+
+def withdraw_from_agent(agent: SyncAgent) -> PeerCallback:
+    """The reverse of `offer_to_agent` for a peer whose proof fails at a recheck (its key
+    revoked, its certificate expired): its sync id is no longer admitted at this box's
+    sync port and the agent stops syncing with it. A peer that is merely unreachable
+    keeps its admission."""
+    from cloud.sync_api import peer_key
+
+    async def withdraw(peer: VerifiedPeer) -> None:
+        if peer.sync_peer:
+            await asyncio.to_thread(agent.storage.remove, peer_key(peer.sync_peer))
+        if peer.sync_url in agent.peers:
+            agent.peers = {u: s for u, s in agent.peers.items() if u != peer.sync_url}
+        log.warning("LAN sync withdrawn from %s (%s): its proof fails", peer.box, peer.town)
+
+    return withdraw

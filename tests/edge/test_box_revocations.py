@@ -3,7 +3,8 @@
 (`renkei box --discover`). Box B is pointed at a hub address where nothing listens, so it
 can learn of a revocation only from its LAN peers. `renkei enrolment revoke` at the hub
 revokes box A; box C fetches the signed list from the hub, B takes it from C, and both
-then refuse A at their next liveness check (REFUSED in their LAN journals)."""
+then refuse A at their next liveness check (REFUSED in their LAN journals) and no longer
+admit A's sync id at their sync ports."""
 
 from __future__ import annotations
 
@@ -21,8 +22,11 @@ from servers import free_port
 from test_box_anchoring import HUB_PASSPHRASE, enrol_box, prepare_hub
 from test_box_processes import _wait
 
+from cloud.sync_api import peer_key
 from edge.discovery import JOURNAL_FILE
 from edge.revocations import FILE
+from shared.storage import SqliteStorage
+from shared.sync.replica import load_or_create_identity
 
 TOWN = "15307"
 BOXES = {"a": "box-15307", "b": "seiro-2", "c": "seiro-3"}
@@ -51,6 +55,22 @@ def _refused_as_revoked(data: Path) -> list[dict[str, Any]]:
 def _sequence(data: Path) -> int:
     path = data / FILE
     return json.loads(path.read_text())["list"]["sequence"] if path.exists() else 0
+
+
+def _sync_id(data: Path) -> str:
+    storage = SqliteStorage(data / "replica.db")
+    try:
+        return load_or_create_identity(storage).writer_id
+    finally:
+        storage.close()
+
+
+def _admits(data: Path, sync_id: str) -> bool:
+    storage = SqliteStorage(data / "replica.db")
+    try:
+        return storage.load(peer_key(sync_id)) is not None
+    finally:
+        storage.close()
 
 
 def _until(condition: Any, timeout: float, what: str) -> None:
@@ -93,6 +113,8 @@ def test_a_revoked_box_is_refused_by_partner_boxes_even_one_that_cannot_reach_th
             settings = json.loads(settings_file.read_text(encoding="utf-8"))
             settings.update(FAST, port=ports[name], name=f"聖籠町 {box}")
             settings_file.write_text(json.dumps(settings, ensure_ascii=False))
+            sync = {"listen": f"127.0.0.1:{free_port()}"}  # box↔box sync port, offered to peers
+            (data[name] / "sync.json").write_text(json.dumps(sync))
         boxes = {}
         for name in BOXES:
             box_hub = f"http://127.0.0.1:{dead_port}" if name == "b" else hub_url
@@ -107,6 +129,9 @@ def test_a_revoked_box_is_refused_by_partner_boxes_even_one_that_cannot_reach_th
         for name in ("b", "c"):
             _until(lambda n=name: _verified(data[n], BOXES["a"]), 120, f"{name} verifies A")
         assert not _refused_as_revoked(data["b"]) and not _refused_as_revoked(data["c"])
+        sync_a = _sync_id(data["a"])
+        for name in ("b", "c"):
+            _until(lambda n=name: _admits(data[n], sync_a), 60, f"{name} admits A's sync id")
 
         done = subprocess.run(
             [sys.executable, "-m", "renkei", "enrolment", "revoke", "--data", str(root / "hub"),
@@ -120,6 +145,10 @@ def test_a_revoked_box_is_refused_by_partner_boxes_even_one_that_cannot_reach_th
             _until(lambda n=name: _refused_as_revoked(data[n]), 60, f"{name} refuses A")
         refused = _refused_as_revoked(data["b"])[0]
         assert BOXES["a"] in refused["reason"]
+        # and A's sync id is no longer admitted at B's and C's sync ports
+        for name in ("b", "c"):
+            _until(lambda n=name: not _admits(data[n], sync_a), 30, f"{name} withdraws A")
+            assert _admits(data[name], _sync_id(data["c" if name == "b" else "b"]))
     finally:
         for process in reversed(processes):
             if process.poll() is None:
