@@ -174,6 +174,45 @@ def build(
     return {"name": name, "sealed": sealed.hex(), "manifest": manifest}
 
 
+def intake_handoff(worker: TownWorker, register_storage: Storage, number: str) -> dict[str, Any]:
+    """One application taken at intake, as a small sealed export of its own: kept on
+    the box and handed to the hub at the first pull that reaches it (`push_exports`), so
+    the hub's intake queue learns of it when the hub is reachable again — without
+    waiting for the end of the emergency. Same format and seal as the end's export (the
+    hub's `open_intake` reads both); the end's export still carries every application."""
+    assert worker.keyring is not None
+    found = [a for a in IntakeBook(register_storage, worker.town, worker.box_id).applications()
+             if a.number == number]  # fmt: skip
+    if not found:
+        raise ValueError("no such application")
+    now = datetime.now(JST)
+    intake = _json([found[0].to_json()])
+    manifest = {
+        "format": FORMAT,
+        "version": 1,
+        "town": worker.town,
+        "box": worker.box_id,
+        "handoff": "intake",
+        "created_at": now.isoformat(),
+        "files": {"intake.json": {"sha256": hashlib.sha256(intake).hexdigest(), "rows": 1}},
+        "not_included": {},
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", _json(manifest))
+        zf.writestr("intake.json", intake)
+    name = f"renkei-intake-{number}"
+    sealed = seal_export(
+        buffer.getvalue(),
+        "emergency",
+        name,
+        worker.keyring.public,
+        worker.box_id,
+        box_signing_key(worker.data_dir),
+    )
+    return {"name": name, "sealed": sealed.hex()}
+
+
 def read_archive(data: bytes, town: str) -> zipfile.ZipFile:
     """The opened export (after `edge.exports.open_export`), every file checked against
     the manifest. Raises ValueError."""

@@ -21,6 +21,8 @@ them needs any other clerk's password. Requests and answers (one JSON object eac
     {"op": "provisional_record", "form": {kind, subject, effective, new_address,
         reported_by, reason, host_town}} -> {"ok": true, "change"}
                                                   (supervisor; edge/provisional.py)
+    {"op": "intake_handoff", "form": {number}} -> {"ok": true, "name", "sealed": hex}
+                                                  (any clerk; edge/emergency_export.py)
     {"op": "provisional_list"}  -> {"ok": true, "changes": [...]}      (supervisor)
     {"op": "provisional_for", "form": {"residents": [ids]}} -> {"ok": true, "flags"}  (any clerk)
 
@@ -409,6 +411,17 @@ def _export(worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]) -> di
     return {"ok": True, **emergency_export.build(worker, clerk, sealed_registers(worker), form)}
 
 
+def _intake_handoff(
+    worker: TownWorker, clerk: ClerkSession, form: dict[str, Any]
+) -> dict[str, Any]:
+    number = str(form.get("number", ""))[:64]
+    try:
+        handoff = emergency_export.intake_handoff(worker, sealed_registers(worker), number)
+    except ValueError as exc:
+        raise AdminError("その受付番号の申請はありません。") from exc
+    return {"ok": True, **handoff}
+
+
 def provisional_book(worker: TownWorker) -> ProvisionalBook:
     return ProvisionalBook(sealed_registers(worker), worker.town, worker.box_id)
 
@@ -469,6 +482,7 @@ OPERATIONS: dict[str, tuple[frozenset[Role], Operation]] = {
     "provisional_record": (frozenset({Role.SUPERVISOR}), _provisional_record),
     "provisional_list": (frozenset({Role.SUPERVISOR}), _provisional_list),
     "provisional_for": (frozenset(Role), _provisional_for),
+    "intake_handoff": (frozenset(Role), _intake_handoff),
 }
 
 
