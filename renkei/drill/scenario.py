@@ -465,8 +465,7 @@ class Drill:
         issued = [c for c in self.row(town, issuance_row(CASE2, JUMINHYO).number).checks
                   if c.name != UNIQUE_NUMBER]  # fmt: skip
         served = [e for c in issued for e in c.evidence if e.kind == "document"]
-        for item in served:
-            eight.evidence.append(item)
+        eight.evidence.extend(e for c in issued for e in c.evidence)  # a × cites what came back
         eight.ok(bool(served) and all(c.verdict == "○" for c in issued), "交付できませんでした")
         nineteen = self.row(town, 19).add(Check("ハブ到達可：複製は最新"))
         shown = self._last_shown.get((town, CASE2), "")
