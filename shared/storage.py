@@ -98,13 +98,21 @@ class MemoryStorage:
             self._data.update(staged)
 
 
+BUSY_TIMEOUT_S = 60.0
+
+
 class SqliteStorage:
     """Keys are joined with a separator that no part may contain, so a prefix scan is a
     range scan on the primary key: [prefix + SEP, prefix + the character after SEP)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        # A box has several writers in separate processes (town workers, the sync agent,
+        # the front's audit); a long apply in one may hold the write lock for seconds on a
+        # loaded machine, so wait for it well beyond sqlite3's default of 5 s.
+        self._conn = sqlite3.connect(
+            str(path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S
+        )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._db = sqlite_utils.Database(self._conn)
@@ -121,11 +129,10 @@ class SqliteStorage:
         return None if row is None else bytes(row[0])
 
     def save(self, key: StorageKey, data: bytes) -> None:
-        check_key(key)
-        with self._lock:
-            self._db["blobs"].upsert(  # type: ignore[union-attr]
-                {"key": _SEPARATOR.join(key), "data": bytes(data)}, pk="key"
-            )
+        # Through the same IMMEDIATE transaction as save_many: sqlite-utils' upsert is an
+        # INSERT OR IGNORE then an UPDATE, which under another process's write could fail
+        # half-way with "database is locked" (seen on boxes under load).
+        self.save_many([(key, data)])
 
     def load_range(self, prefix: StorageKey) -> list[tuple[StorageKey, bytes]]:
         for part in prefix:
