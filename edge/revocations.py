@@ -250,8 +250,10 @@ class RevocationFetcher:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(Exception):
+            try:
                 await self.once()
+            except Exception:  # keep asking; the next round tries again
+                log.exception("revocation list round failed")
             await asyncio.sleep(self.interval_s)
 
     async def start(self) -> None:
