@@ -10,7 +10,8 @@ real 聖籠町 box and hub (processes on loopback, the box over HTTPS), in this 
 5. break-glass by two 出雲崎町 roster clerks and the host supervisor lets a second
    visiting clerk in;
 6. case 1: the hub stops; the screens say 未接続, the supervisor ticks the checklist and a
-   clerk takes an application (申請受付) offline, receipt printed as a PDF;
+   clerk takes an application (申請受付) offline, receipt printed as a PDF; the supervisor
+   records a provisional 転居 (暫定異動) and the person's certificate is held;
 7. the hub comes back (its custody unsealed, the box enrolled): the application, sealed
    and kept on the box, reaches the hub at the box's next pull and appears in the hub
    operator's intake queue;
@@ -314,6 +315,32 @@ def _operator_intake(sc: Scenario, tag: str) -> str:
     return ops.content()
 
 
+def test_a_supervisors_provisional_change_holds_the_persons_certificates(sc: Scenario) -> None:
+    mover = _free(sc.seiro)[7]
+    boss = sc.page("supervisor")
+    boss.goto(f"{sc.box.url}/resident/{mover.id}", wait_until="load")
+    with boss.expect_navigation(wait_until="load"):
+        boss.click(f"a[href='/supervisor/provisional?subject={mover.id}']")
+    boss.select_option("#kind", "move")
+    boss.fill("#effective", time.strftime("%Y-%m-%d"))
+    boss.fill("#new_address", "新潟県北蒲原郡聖籠町大字諏訪山 第一避難所")
+    boss.fill("#reported_by", "長男 連携太郎")
+    boss.fill("#reason", "避難所への転居。基幹系に接続できないため")
+    boss.check("input[name=confirm]")
+    shot(boss, "6-provisional-form")
+    with boss.expect_navigation(wait_until="load"):
+        boss.click("form[action='/supervisor/provisional'] button[type=submit]")
+    assert "を記録しました" in boss.content(), boss.content()[-1500:]
+    page = sc.page("clerk")
+    page.goto(f"{sc.box.url}/resident/{mover.id}", wait_until="load")
+    assert "暫定異動あり（転居" in page.content()
+    page.fill("#applicant_name", mover.name)
+    with page.expect_navigation(wait_until="load"):
+        page.click("form[action='/issue'] button[type=submit]")
+    shot(page, "6-provisional-held")
+    assert "対象者について未処理の異動届があります" in page.content()
+
+
 def test_offline_intake_appears_at_the_hub_after_reconnecting(sc: Scenario) -> None:
     handoff = f"renkei-intake-{sc.intake_number}"
     storage = SqliteStorage(sc.box.root / "box" / "data" / "replica.db")
@@ -361,7 +388,7 @@ def test_ending_the_emergency(sc: Scenario) -> None:
     ended = boss.content()
     shot(boss, "8-emergency-ended")
     assert "聖籠町の緊急時運用を終了しました" in ended, ended[-1500:]
-    assert "intake.csv（1件）" in ended
+    assert "intake.csv（1件）" in ended and "provisional-changes.csv（1件）" in ended
     clerk = sc.page("clerk")
     clerk.goto(f"{sc.box.url}/", wait_until="load")
     assert "/login" in clerk.url  # the town was sealed again: the session is over
