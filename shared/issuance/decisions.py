@@ -180,6 +180,10 @@ def _document(
             return refusal("nhi_not_member"), None
         if doc is DocumentKind.SHIKAKU_OSHIRASE and not member.has_my_number_insurance:
             return refusal("nhi_no_my_number_insurance"), None
+        # Decided here, not at printing: the card renderer refuses a マイナ保険証
+        # holder, and a refusal that late would void an already drawn number.
+        if doc is DocumentKind.SHIKAKU_KAKUNIN and member.has_my_number_insurance:
+            return refusal("nhi_has_my_number_insurance"), None
     return None, None
 
 

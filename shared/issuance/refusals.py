@@ -206,6 +206,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "マイナ保険証の登録がないため、資格情報のお知らせではなく資格確認書の対象です。",
         "資格確認書を交付しますので、そちらをご請求ください。",
     ),
+    "nhi_has_my_number_insurance": (
+        "マイナ保険証をお持ちのため、資格確認書ではなく資格情報のお知らせの対象です。",
+        "資格情報のお知らせを交付しますので、そちらをご請求ください。",
+    ),
     # Intake only: nothing handed over now, the request is taken.
     "intake_only_document": (
         "「{document}」は現在この端末では発行できません（受付のみ）。",

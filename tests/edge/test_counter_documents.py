@@ -158,6 +158,17 @@ def test_refusals_are_explained_in_japanese(client: httpx.Client, town: TownExpo
         response, _ = request(client, "keijidosha_keizoku", vehicle.owner_id,
                               vehicle_id=vehicle.id)  # fmt: skip
         assert "未納があります" in response.text
+    # A マイナ保険証 holder asking for the card: refused by the rules before a number is
+    # drawn (the card renderer would refuse only after, voiding the number), pointing
+    # to the お知らせ.
+    holder = next(m for m in town.nhi_members if m.resident_id in free and m.lost is None
+                  and m.has_my_number_insurance)  # fmt: skip
+    response, _ = request(client, "shikaku_kakunin", holder.resident_id)
+    assert response.status_code == 200, response.text[-400:]
+    assert "資格確認書ではなく資格情報のお知らせの対象です" in response.text
+    assert "資格情報のお知らせを交付します" in response.text
+    assert "無効にしました" not in response.text
+    assert "application/pdf" not in response.headers["content-type"]
     garbage, _ = request(client, "kazei", taxed.resident_id, fiscal_year="令和")
     assert garbage.status_code == 400 and "年度は数字で入力してください" in garbage.text
 
@@ -240,6 +251,7 @@ def test_every_act_is_audited_and_the_chain_verifies(fed: CounterBox, tmp_path: 
     assert any(d["list_number"].startswith("L-15307-") for d in issuance.values())
     refusals = [e.details for e in entries if e.kind == "refusal"]
     assert any(d["code"] == "tax_taxable" for d in refusals)
+    assert any(d["code"] == "nhi_has_my_number_insurance" for d in refusals)
     for jammed, fresh in SPOILED:
         spoiled = next(e.details for e in entries if e.kind == "spoiled")
         assert (spoiled["number"], spoiled["reason"]) == (jammed, "紙詰まり")

@@ -322,3 +322,17 @@ def test_protected_person_without_photo_or_by_post_is_told_to_come_with_photo_id
 def test_power_of_attorney_dataclass_holds_no_identity_numbers() -> None:
     assert all("number" not in f.name for f in dataclasses.fields(PowerOfAttorney))
     assert all("number" not in f.name for f in dataclasses.fields(Applicant))
+
+
+def test_a_my_number_insurance_holder_is_pointed_to_the_notice_not_the_card() -> None:
+    """Decided by the rules, before a number is drawn: the card renderer would refuse
+    a マイナ保険証 holder only after the 発行番号 was allocated."""
+    ctx = context()
+    holder = replace(ctx.data.nhi["A"], has_my_number_insurance=True)
+    with_card = replace(ctx, data=replace(ctx.data, nhi={**ctx.data.nhi, "A": holder}))
+    card = decide(request_for(R.SELF, Doc.SHIKAKU_KAKUNIN, subject_ids=("A",)), with_card)
+    assert _code(card) == "nhi_has_my_number_insurance"
+    assert card.refusal is not None and "資格情報のお知らせ" in card.refusal.tell_applicant
+    assert decide(request_for(R.SELF, Doc.SHIKAKU_OSHIRASE, subject_ids=("A",)), with_card).issued
+    # Without the マイナ保険証 the same member gets the card, not the notice.
+    assert decide(request_for(R.SELF, Doc.SHIKAKU_KAKUNIN, subject_ids=("A",)), ctx).issued
