@@ -117,4 +117,5 @@ def box_alert_routes(box: Box) -> list[Route]:
         return box_alerts(box, Thresholds.load(box.config.data_dir))
 
     where = f"連携ボックス {box.config.host_box}"
-    return alert_routes(evaluate, lambda: book, templates, lambda: {"where": where})
+    context = {"where": where, "drill": box.config.drill}  # the 訓練モード banner
+    return alert_routes(evaluate, lambda: book, templates, lambda: context)

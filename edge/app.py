@@ -19,7 +19,7 @@ is starved of newer data.
     GET  /resident/{id}, POST /issue, GET /printed/{n}.pdf, GET /districts, POST /list
                            the counter (edge.counter_routes; docs/counter.md)
     GET/POST /verify       check a certificate's QR payload offline (no login)
-    GET  /api/health       {"status": "ok", "town": code, "open": [codes]}
+    GET  /api/health       {"status": "ok", "town": code, "open": [codes], "mode": "normal"|"drill"}
     GET  /api/alerts, /alerts   alerts (edge/alerts.py), no login
     /supervisor/…          supervisor screens (edge/supervisor.py)
     /emergency/…           emergency checklists and the end of an emergency (edge/procedure.py)
@@ -56,7 +56,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from edge import auth, visiting
+from edge import auth, box_mode, visiting
 from edge.activation_feed import ActivationFeed
 from edge.alerts import box_alert_routes
 from edge.anchoring import AnchorReporter
@@ -122,6 +122,7 @@ class BoxConfig:
     pull_interval_s: float = 30.0
     box_id: str = ""  # defaults to box-<town>
     discovery_interfaces: tuple[str, ...] = ()  # LAN discovery off unless set (or discovery.json)
+    drill: bool = False  # 訓練モード: 見本 copies in the D series (edge/box_mode.py)
 
     @property
     def host_box(self) -> str:
@@ -251,6 +252,7 @@ class Box:
 
 def create_app(config: BoxConfig) -> Starlette:
     box = Box(config)
+    box_mode.write(config.data_dir, drill=config.drill)
     lan = LanDiscovery.for_box(box)
     watch = ExpiryWatch(box)
     feed = ActivationFeed(box)
@@ -568,7 +570,12 @@ def create_app(config: BoxConfig) -> Starlette:
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
-            {"status": "ok", "town": config.town_code, "open": await box.workers.open_towns()}
+            {
+                "status": "ok",
+                "town": config.town_code,
+                "open": await box.workers.open_towns(),
+                "mode": "drill" if config.drill else "normal",
+            }
         )
 
     return Starlette(

@@ -23,14 +23,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from nacl.signing import SigningKey
 
-from edge import counter_config
+from edge import box_mode, counter_config
 from edge.documents import BY_KEY, CounterFormError, choices, parse_request
 from edge.intake import FORM_KINDS, IntakeBook, IntakeError
 from edge.webfont import gaiji_table
@@ -197,8 +197,11 @@ class Counter:
 
     def context(self, now: datetime, *, fee_exemption: bool = False) -> IssuanceContext:
         modes = self.modes()
+        # A drill box (renkei box --drill) runs on synthetic drill towns: 見本, D series.
+        drill = box_mode.is_drill(self.data_dir)
         return IssuanceContext(
-            data=self.data,
+            data=replace(self.data, synthetic=True) if drill else self.data,
+            drill=drill,
             now=now,
             blocks_checked_at=self.data_as_of,
             registry_checked_at=self.data_as_of,

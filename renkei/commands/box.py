@@ -24,6 +24,11 @@ def register(subparsers: Any) -> None:
         help="advertise and look for boxes and printers (mDNS) on this LAN address "
         "(repeatable; off by default, never on loopback in production)",
     )  # fmt: skip
+    parser.add_argument(
+        "--drill", action="store_true",
+        help="training mode (訓練モード): synthetic drill data only, every copy a 見本 in the "
+        "D number series, a banner on every screen; /api/health says \"mode\": \"drill\"",
+    )  # fmt: skip
     parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
@@ -43,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         shards=args.shards,
         box_id=enrolled_box_id(args.data),  # the name it was enrolled under, if enrolled
         discovery_interfaces=tuple(args.discover),
+        drill=args.drill,
     )
     tls = ssl_kwargs(args.tls) if args.tls else {}
     # Under systemd (Type=notify) this says READY=1 once listening and pings the watchdog.

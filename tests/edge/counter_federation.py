@@ -94,6 +94,7 @@ def counter_box(
     counter_json: dict[str, Any] | None = None,
     *,
     partner: bool = False,
+    drill: bool = False,
 ) -> Iterator[CounterBox]:
     hub_data = root / "hub"
     hub_data.mkdir()
@@ -130,7 +131,7 @@ def counter_box(
     box = subprocess.Popen(
         [sys.executable, "-m", "renkei", "box", "--hub", f"http://127.0.0.1:{hub_port}",
          "--town", "15307", "--port", str(box_port), "--data", str(data),
-         "--tls", str(root / "tls")],
+         "--tls", str(root / "tls"), *(["--drill"] if drill else [])],
         env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     fed = CounterBox(

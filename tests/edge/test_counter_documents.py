@@ -230,6 +230,18 @@ def test_a_jammed_copy_is_voided_and_reprinted_under_a_new_number(
     SPOILED.append((jammed, fresh))
 
 
+def test_a_normal_box_is_not_a_drill_box(fed: CounterBox, client: httpx.Client) -> None:
+    """The other side of test_drill_box.py: mode "normal", live numbers, no banner, and
+    `renkei drill --against` refuses this box."""
+    from renkei.drill.against import NotDrillMode, require_drill_mode
+
+    assert client.get("/api/health").json()["mode"] == "normal"
+    assert "訓練モード" not in client.get("/").text
+    assert ISSUED and not any(n.startswith("D") for n in ISSUED)
+    with pytest.raises(NotDrillMode, match="訓練モードではありません"):
+        require_drill_mode(fed.url, fed.ca_file)
+
+
 def test_every_act_is_audited_and_the_chain_verifies(fed: CounterBox, tmp_path: Path) -> None:
     """Runs after the tests above: their issuances, refusals, list copies and the copy
     served again are in the box's audit chain (sealed to the town), which verifies; a
