@@ -222,6 +222,7 @@ def create_app(
             return JSONResponse({"error": "指定された職員の資格情報はありません。"}, 404)
         return Response(record, media_type="application/json")
 
+    screens = HubScreens(data_dir, _templates)
     app = Starlette(
         routes=[
             Route("/", status_page),
@@ -239,8 +240,8 @@ def create_app(
             *clerk_routes(),
             *emergency_routes(),
             *anchor_routes(),
-            *HubScreens(data_dir, _templates).routes(),
-            *hub_routes(lambda request: request.app.state.hub),
+            *screens.routes(),
+            *hub_routes(lambda request: request.app.state.hub, screens.operator_login),
         ],
         lifespan=lifespan,
     )

@@ -33,7 +33,7 @@ from typing import Any
 
 from cloud.custody import Custody, partner_copy_marker
 from cloud.partner import has_partner_copy, mirror
-from cloud.replica import HubReplica, review_item
+from cloud.replica import HubReplica, review_item, sealed_review
 from cloud.store import TownStore, towns_entry
 from cloud.sync_api import SCOPES_KEY, separate_towns
 from shared import export_csv, model
@@ -175,14 +175,18 @@ def _import_table(
             result.changed += 1
     reviews = _overwritten(registry, changes, table, hub.clock())
     result.reviews = len(reviews)
+    sealed_reviews = []
+    if reviews:  # the values are sealed to the town: no personal data in the hub's db
+        public = hub.town_public(store.town_code)
+        sealed_reviews = [
+            (("hub", "review", store.town_code, item["id"]), sealed_review(item, public))
+            for item in reviews
+        ]
     deltas = registry.apply(changes, message=f"import {table}")
     result.delta_bytes = sum(len(d) for d in deltas.values())
     extra = [
         store.import_entry(table, current),
-        *(
-            (("hub", "review", store.town_code, item["id"]), json.dumps(item).encode())
-            for item in reviews
-        ),
+        *sealed_reviews,
     ]
     hub.publish(store.town_code, deltas, extra=extra)
     return set(deltas)

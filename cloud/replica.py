@@ -42,9 +42,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from nacl.public import SealedBox
+
 from cloud.custody import HUB_WRITER_KEY, Custody
 from cloud.store import TownStore, known_towns
 from shared.crdt import concurrent_edits
+from shared.crypto import KeyRing, TownPublic
 from shared.registry import DEFAULT_SHARDS, TownRegistry
 from shared.storage import Storage, StorageKey
 from shared.sync import content
@@ -136,6 +139,10 @@ class HubReplica:
         if self.custody is None:
             raise RuntimeError("the hub's keys are sealed: start it with the passphrase")
         return self.custody
+
+    def town_public(self, town: str) -> TownPublic:
+        """The town's current public keys (what review items are sealed to)."""
+        return self._custody().ring(town_of(town)).public
 
     def registry(self, town: str) -> TownRegistry:
         """The town's documents as the log has them (opened on first use)."""
@@ -320,7 +327,8 @@ class HubReplica:
                     ],
                     self.clock(),
                 )  # fmt: skip
-                items.append(((("hub", "review", town, item["id"])), _json(item)))
+                sealed = sealed_review(item, self.town_public(town))
+                items.append((("hub", "review", town, item["id"]), sealed))
                 log.warning("concurrent edit of %s/%s %s.%s listed", town, record_id, table, field)
         items.append((("hub", "reviewed", town, ref.writer), str(ref.seq).encode()))
         self.storage.save_many(items)
@@ -332,7 +340,14 @@ class HubReplica:
         items = [json.loads(v) for _, v in self.storage.load_range(prefix)]
         if status is not None:
             items = [i for i in items if i["status"] == status]
+        items = [reveal_review(i, self._ring_or_none(i["town"])) for i in items]
         return sorted(items, key=lambda i: (i["detected_at"], i["id"]))
+
+    def _ring_or_none(self, town: str) -> KeyRing | None:
+        try:
+            return self._custody().ring(town_of(town))
+        except (RuntimeError, KeyError):  # relay-only hub (no custody at hand): no values
+            return None
 
     def resolve(self, town: str, item_id: str, by: str, note: str = "") -> dict[str, Any]:
         key: StorageKey = ("hub", "review", town, item_id)
@@ -343,7 +358,7 @@ class HubReplica:
         item.update(status="resolved", resolved_by=by, note=note,
                     resolved_at=_iso(self.clock()))  # fmt: skip
         self.storage.save(key, _json(item))
-        return dict(item)
+        return reveal_review(item, self._ring_or_none(town))
 
     # ------------------------------------------------------------------ compaction
 
@@ -418,6 +433,27 @@ def review_item(
 
 def _json(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, sort_keys=True).encode()
+
+
+def sealed_review(item: dict[str, Any], town: TownPublic) -> bytes:
+    """A review item as stored: the field values (a resident's name, address...) sealed
+    to the town's current key, so the hub's database holds no personal data in the clear;
+    only an unsealed hub (custody opened by the operator) shows them (`reveal_review`)."""
+    values = {"kept": item["kept"], "values": item["values"]}
+    stored = {k: v for k, v in item.items() if k not in values}
+    stored["sealed"] = SealedBox(town.sealing_key).encrypt(_json(values)).hex()
+    stored["epoch"] = town.epoch
+    return _json(stored)
+
+
+def reveal_review(item: dict[str, Any], ring: KeyRing | None) -> dict[str, Any]:
+    """The item with its values opened, or marked unreadable without the town's keys."""
+    opened = {k: v for k, v in item.items() if k != "sealed"}
+    keys = ring.get(int(item.get("epoch", 0))) if ring is not None else None
+    if keys is None or "sealed" not in item:
+        return {**opened, "kept": None, "values": [], "unreadable": True}
+    values = json.loads(SealedBox(keys.sealing_key).decrypt(bytes.fromhex(item["sealed"])))
+    return {**opened, **values}
 
 
 def peer_label(storage: Storage, peer: str) -> str:

@@ -9,7 +9,9 @@
                                the custody passphrase available to the hub process and the
                                writing box enrolled, their 申請受付 are counted and listed
                                (numbers, dates, kinds and states — no names)
-    GET  /operator/conflicts   concurrent edits for review (not yet detected: the page
+    GET  /operator/conflicts   concurrent edits for review (cloud.replica review items;
+                               POST /operator/conflicts/{town}/{item} marks one checked)
+    (was: not yet detected: the page
                                says so)
     GET  /operator/reconcile   reconciliation reports saved from `renkei reconcile --json`
                                into DATA/reconcile/ (?file=NAME shows one)
@@ -34,6 +36,7 @@ from typing import Any
 
 from jinja2 import Environment
 from nacl.signing import VerifyKey
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -116,6 +119,10 @@ class HubScreens:
 
     def session(self, request: Request) -> OperatorSession | None:
         return self.operators.get(request.cookies.get(SESSION_COOKIE))
+
+    def operator_login(self, request: Request) -> str | None:
+        session = self.session(request)
+        return None if session is None else session.login
 
     def guarded(
         self, endpoint: Callable[[Request, OperatorSession], Any]
@@ -285,9 +292,31 @@ class HubScreens:
         return self.render("operator/intake.html", session=session, exports=exports)
 
     async def conflicts(self, request: Request, session: OperatorSession) -> Response:
-        """Concurrent edits are not yet detected by the hub's sync (shared/sync): the page
-        says so rather than showing an empty list that would read as "none found"."""
-        return self.render("operator/conflicts.html", session=session)
+        """Concurrent edits and imports that overwrote a box's edit (cloud.replica review
+        items), values shown only here, to a logged-in operator of an unsealed hub."""
+        hub = getattr(request.app.state, "hub", None)
+        status = request.query_params.get("status", "open")
+        status = status if status in ("open", "resolved") else "open"
+        items = [] if hub is None else await run_in_threadpool(hub.review_items, None, status)
+        return self.render(
+            "operator/conflicts.html", session=session, items=items, status=status,
+            relay_only=hub is None or getattr(hub, "custody", None) is None,
+        )  # fmt: skip
+
+    async def resolve_conflict(self, request: Request, session: OperatorSession) -> Response:
+        hub = getattr(request.app.state, "hub", None)
+        form = await request.form()
+        note = str(form.get("note", ""))[:500]
+        if hub is not None:
+            with contextlib.suppress(KeyError):  # already gone: the list shows what is left
+                await run_in_threadpool(
+                    hub.resolve,
+                    request.path_params["town"],
+                    request.path_params["item"],
+                    session.login,
+                    note,
+                )
+        return RedirectResponse("/operator/conflicts", status_code=303)
 
     async def reconcile(self, request: Request, session: OperatorSession) -> Response:
         from shared.issuance.codec import decode
@@ -347,6 +376,11 @@ class HubScreens:
             Route("/operator", self.guarded(self.dashboard)),
             Route("/operator/intake", self.guarded(self.intake)),
             Route("/operator/conflicts", self.guarded(self.conflicts)),
+            Route(
+                "/operator/conflicts/{town:str}/{item:str}",
+                self.guarded(self.resolve_conflict),
+                methods=["POST"],
+            ),
             Route("/operator/reconcile", self.guarded(self.reconcile)),
             Route("/api/exports/{town:str}/{name:str}", self.receive_export, methods=["POST"]),
         ]

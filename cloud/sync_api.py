@@ -297,14 +297,25 @@ def hub_sync_service(hub: HubReplica, enrolment: Any = None) -> SyncService:
     )  # fmt: skip
 
 
-def hub_routes(hub_of: Callable[[Request], HubReplica]) -> list[Route]:
-    """The hub's sync state as JSON: replica health and the review list."""
+def hub_routes(
+    hub_of: Callable[[Request], HubReplica], operator_of: Callable[[Request], str | None]
+) -> list[Route]:
+    """The hub's sync state as JSON: replica health and the review list. The review list
+    shows residents' field values, so it answers only a logged-in operator
+    (`operator_of` gives the operator's login from the session cookie, or None)."""
+
+    def refused(request: Request) -> JSONResponse | None:
+        if operator_of(request) is None:
+            return JSONResponse({"error": "ハブの運用者としてログインしてください。"}, 401)
+        return None
 
     async def replicas(request: Request) -> JSONResponse:
         hub = hub_of(request)
         return JSONResponse(await run_in_threadpool(locked, request, hub.health))
 
     async def review(request: Request) -> JSONResponse:
+        if (refusal := refused(request)) is not None:
+            return refusal
         hub = hub_of(request)
         town = request.query_params.get("town") or None
         status = request.query_params.get("status") or None
@@ -312,15 +323,18 @@ def hub_routes(hub_of: Callable[[Request], HubReplica]) -> list[Route]:
         return JSONResponse({"items": items, "open": sum(i["status"] == "open" for i in items)})
 
     async def resolve(request: Request) -> JSONResponse:
+        if (refusal := refused(request)) is not None:
+            return refusal
+        # JSON only: a cross-site form cannot send it without a CORS preflight
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return JSONResponse({"error": "JSON で送ってください。"}, 415)
         hub = hub_of(request)
         try:
             body = await request.json()
         except ValueError:
             body = {}
-        by = str(body.get("by", "")).strip() if isinstance(body, dict) else ""
+        by = str(operator_of(request))
         note = str(body.get("note", "")) if isinstance(body, dict) else ""
-        if not by:
-            return JSONResponse({"error": "確認した担当者（by）を指定してください。"}, 400)
         try:
             item = hub.resolve(request.path_params["town"], request.path_params["item"], by, note)
         except KeyError:

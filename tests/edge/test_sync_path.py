@@ -22,11 +22,14 @@ from servers import serve
 
 from cloud.app import create_app
 from cloud.custody import Custody
+from cloud.operators import add_operator
 from cloud.replica import HubReplica
 from edge.sync_agent import SyncAgent
 from edge.worker import TownWorker
 from shared.registry import Upsert
 from shared.storage import SqliteStorage
+
+OPERATOR_PASSWORD = "hub operator's long passphrase 7"
 
 TOWN = "15307"
 
@@ -122,7 +125,20 @@ def test_an_edit_on_box_a_is_what_box_bs_counter_shows_after_sync(world: World) 
     hub = HubReplica(storage, world.custody)
     assert hub.registry(TOWN).get("residents", rid).name == "連携　花子"
     storage.close()
-    assert httpx.get(world.url + "/api/review").json()["items"] == []
+    client = _operator(world)
+    assert client.get("/api/review").json()["items"] == []
+    client.close()
+
+
+def _operator(world: World) -> httpx.Client:
+    """A client logged in as a hub operator: the review list shows residents' values."""
+    add_operator(world.hub_data, "ops.sato", OPERATOR_PASSWORD)
+    client = httpx.Client(base_url=world.url, timeout=60)
+    page = client.get("/operator/login")
+    token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    form = {"csrf_token": token, "login": "ops.sato", "password": OPERATOR_PASSWORD}
+    assert client.post("/operator/login", data=form).status_code == 303
+    return client
 
 
 def test_concurrent_edits_of_one_field_converge_and_are_listed_at_the_hub(world: World) -> None:
@@ -133,18 +149,28 @@ def test_concurrent_edits_of_one_field_converge_and_are_listed_at_the_hub(world:
         box.agent.sync_peer(world.url)
     kept = _names(a, rid)[rid]
     assert kept == _names(b, rid)[rid] and kept in ("甲野　一郎", "乙野　二郎")
-    review = httpx.get(world.url + "/api/review", params={"status": "open"}).json()
+    # without an operator's login the list (residents' values) is not shown
+    assert httpx.get(world.url + "/api/review").status_code == 401
+    assert httpx.post(f"{world.url}/api/review/{TOWN}/x", json={}).status_code == 401
+    # at rest the values are sealed to the town: not in the hub's database file
+    hub_files = b"".join(p.read_bytes() for p in world.hub_data.glob("hub.db*"))
+    assert "乙野　二郎".encode() not in hub_files and "甲野　一郎".encode() not in hub_files
+    client = _operator(world)
+    review = client.get("/api/review", params={"status": "open"}).json()
     (item,) = review["items"]
     assert (item["town"], item["table"], item["record"], item["field"]) == (
         TOWN, "residents", rid, "name",
     )  # fmt: skip
     assert {v["value"] for v in item["values"]} == {"甲野　一郎", "乙野　二郎"}
     assert item["kept"] == kept and item["kind"] == "concurrent"
-    done = httpx.post(
-        f"{world.url}/api/review/{TOWN}/{item['id']}", json={"by": "hub-operator", "note": "確認"}
-    )
+    page = client.get("/operator/conflicts").text
+    assert "同時編集" in page and kept in page
+    done = client.post(f"/api/review/{TOWN}/{item['id']}", json={"note": "確認"})
     assert done.status_code == 200 and done.json()["status"] == "resolved"
-    assert httpx.get(world.url + "/api/review", params={"status": "open"}).json()["items"] == []
+    assert done.json()["resolved_by"] == "ops.sato"
+    assert client.get("/api/review", params={"status": "open"}).json()["items"] == []
+    assert "確認が必要な同時編集はありません" in client.get("/operator/conflicts").text
+    client.close()
 
 
 def test_replica_health_lists_both_boxes_current_as_of_the_export(world: World) -> None:
