@@ -51,10 +51,11 @@ from shared.issuance import (
     TownData,
     decide,
 )
+from shared.issuance.data import ShardedMap
 from shared.issuance.lists import ListCopyLog, print_safety_list, print_support_list
 from shared.issuance.numbering import IssueNumber as IssueNumberParse
 from shared.issuance.numbering import check_part
-from shared.model import Role, SupportNeed
+from shared.model import Installment, NhiMember, Role, SupportNeed, TaxAssessment, Town, Vehicle
 from shared.registry import TownRegistry
 from shared.sealed_storage import SealedStorage
 from shared.storage import Storage
@@ -127,16 +128,7 @@ class Counter:
         self.box_id = box_id
         self.data_dir = data_dir
         self.data_as_of = _as_of(data_as_of)
-        self.data = TownData.build(
-            self.town,
-            registry.objects("residents"),
-            registry.objects("households"),
-            registry.objects("support_blocks"),
-            registry.objects("tax_assessments"),
-            registry.objects("installments"),
-            registry.objects("vehicles"),
-            registry.objects("nhi_members"),
-        )
+        self.data = town_data(registry, self.town)
         self.support_needs: list[SupportNeed] = list(registry.objects("support_needs"))
         self.gaiji = list(registry.objects("gaiji"))
         self._fonts_ready = False
@@ -700,6 +692,56 @@ def _list_csv(copy_number: str, rows: list[Any]) -> bytes:
 def printed_key(town: str, number: str) -> tuple[str, ...]:
     """Where an issued document's PDF is kept (sealed to the town): by its 発行番号."""
     return (town, "printed", number.split(" ")[0])
+
+
+def town_data(registry: TownRegistry, town: Town) -> TownData:
+    """The town's records for the counter. Residents and households are read now (search,
+    lists and every form need them); a person's tax, insurance and vehicle records are
+    read with the shard that holds that person, at the first request that needs them, so
+    the first request after the town opens does not read the whole town's tax book."""
+    base = TownData.build(
+        town,
+        registry.objects("residents"),
+        registry.objects("households"),
+        registry.objects("support_blocks"),
+    )
+    shards, shard_of = registry.shards, registry.person_shard
+
+    def assessments(index: int) -> dict[tuple[str, int], TaxAssessment]:
+        found = registry.shard_objects("tax_assessments", index)
+        return {(a.resident_id, a.fiscal_year): a for a in found}
+
+    def installments(index: int) -> dict[str, tuple[Installment, ...]]:
+        by_taxpayer: dict[str, list[Installment]] = {}
+        for bill in registry.shard_objects("installments", index):
+            by_taxpayer.setdefault(bill.taxpayer_id, []).append(bill)
+        return {k: tuple(v) for k, v in by_taxpayer.items()}
+
+    def nhi(index: int) -> dict[str, NhiMember]:
+        return {m.resident_id: m for m in registry.shard_objects("nhi_members", index)}
+
+    def vehicles(index: int) -> dict[str, Vehicle]:
+        return {v.id: v for v in registry.shard_objects("vehicles", index)}
+
+    def by_vehicle(_: int) -> dict[str, tuple[Installment, ...]]:
+        # every 期 billed for a vehicle, whoever owned it then: its bills lie in the shards
+        # of each owner, so this one reads them all (only a vehicle's 納税証明 needs it)
+        bills: dict[str, list[Installment]] = {}
+        for bill in registry.objects("installments"):
+            if bill.vehicle_id:
+                bills.setdefault(bill.vehicle_id, []).append(bill)
+        return {k: tuple(v) for k, v in bills.items()}
+
+    return replace(
+        base,
+        assessments=ShardedMap(shards, assessments, lambda key: key[0], shard_of),
+        installments=ShardedMap(shards, installments, lambda key: key, shard_of),
+        nhi=ShardedMap(shards, nhi, lambda key: key, shard_of),
+        # a vehicle's id does not name its owner: the owner's shard serves `vehicles_of`,
+        # a lookup by id reads every shard's (small) vehicle table once
+        vehicles=ShardedMap(shards, vehicles, None, shard_of),
+        _by_vehicle=ShardedMap(1, by_vehicle),
+    )
 
 
 def registers_storage(

@@ -294,9 +294,9 @@ def form_from_post(items: Sequence[tuple[str, str]]) -> dict[str, Any]:
 def choices(data: TownData, resident_id: str, today: date) -> dict[str, Any]:
     """What the form offers for this resident: fiscal years with an assessment, the taxes
     billed, owned vehicles, NHI membership — so a clerk picks rather than types."""
-    years = sorted({fy for (rid, fy) in data.assessments if rid == resident_id}, reverse=True)
+    years = sorted(data.assessment_years(resident_id), reverse=True)
     bills = data.installments_of(resident_id)
-    vehicles = [v for v in data.vehicles.values() if v.owner_id == resident_id]
+    vehicles = data.vehicles_of(resident_id)
     member = data.nhi.get(resident_id)
     return {
         "fiscal_years": years or [today.year if today.month >= 6 else today.year - 1],

@@ -177,8 +177,9 @@ class TownWorker:
         return {"ok": True, "font": font.hex()}
 
     def _counter(self) -> Counter:
-        """Built at the first counter request, not at login: it materialises every tax,
-        insurance and vehicle record, which a clerk who only searches never needs."""
+        """Built at the first counter request, not at login: it reads every resident and
+        household (a person's tax, insurance and vehicles later, with that person's shard:
+        `edge.counter.town_data`), which a clerk who only searches never needs."""
         if self.counter is None:
             assert self.open is not None and self.keyring is not None
             self.counter = Counter(

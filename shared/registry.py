@@ -151,6 +151,19 @@ class TownRegistry:
                 return from_record(TABLES[table], record)
         return None
 
+    def person_shard(self, person_id: str) -> int:
+        """The shard holding a person's tax, insurance and vehicle records."""
+        return shard_of(person_id, self.shards)
+
+    def shard_objects(self, table: str, index: int) -> Iterator[Any]:
+        """The records of `table` in one shard (none if the box holds no such shard)."""
+        doc = self.documents.get(shard_name(index))
+        if doc is None:
+            return
+        cls = TABLES[table]
+        for record in doc.records(table).values():
+            yield from_record(cls, record)
+
     def _documents_for(self, table: str) -> list[str]:
         if table == "support_blocks":
             return [BLOCKS] if BLOCKS in self.documents else []
