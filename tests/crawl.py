@@ -56,7 +56,9 @@ JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 
 
 class _Page(HTMLParser):
-    """Links, forms and the visible text of a page (code, script and style left out)."""
+    """Links, forms and the visible text of a page (code, script and style left out, and
+    any element marked translate="no": names of things that are data, such as a CUPS
+    queue's name in a <select>, where <code> cannot go)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -65,6 +67,7 @@ class _Page(HTMLParser):
         self.text: list[str] = []
         self.lang = ""
         self._skip = 0
+        self._untranslated: list[str] = []  # open elements marked translate="no"
         self._form: dict[str, object] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -72,6 +75,9 @@ class _Page(HTMLParser):
         if tag == "html":
             self.lang = a.get("lang", "")
         if tag in ("script", "style", "code", "pre"):
+            self._skip += 1
+        if a.get("translate") == "no":
+            self._untranslated.append(tag)
             self._skip += 1
         if tag == "a" and a.get("href"):
             self.links.append(a["href"])
@@ -95,6 +101,9 @@ class _Page(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in ("script", "style", "code", "pre"):
             self._skip = max(0, self._skip - 1)
+        if self._untranslated and self._untranslated[-1] == tag:
+            self._untranslated.pop()
+            self._skip = max(0, self._skip - 1)
         if tag == "form":
             self._form = None
 
@@ -107,6 +116,11 @@ def _parse(html: str) -> _Page:
     page = _Page()
     page.feed(html)
     return page
+
+
+def page_text(html: str) -> str:
+    """The text a person reads on the page, as the crawl checks it."""
+    return " ".join(_parse(html).text)
 
 
 def _english(text: str, logins: set[str]) -> list[str]:
