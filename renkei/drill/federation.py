@@ -121,6 +121,7 @@ class Printer:
     uri: str
     spool: Path
     process: subprocess.Popen[bytes]
+    instance: str = ""  # the name it advertises; the boxes' CUPS queue derives from it
 
 
 @dataclass
@@ -415,7 +416,9 @@ class LocalFederation:
                 self.printers_error = f"ippeveprinter が起動しません（{log}）"
                 _kill_group(process)
                 continue
-            box.printer = Printer(f"ipp://localhost:{port}/ipp/print", spool, process)
+            box.printer = Printer(
+                f"ipp://localhost:{port}/ipp/print", spool, process, f"RenkeiDrill{code}{port}"
+            )
 
     # ------------------------------------------------------------------ teardown
 
@@ -433,7 +436,21 @@ class LocalFederation:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 _kill_group(process)
+        self._remove_printer_queues()
         self._stack.close()
+
+    def _remove_printer_queues(self) -> None:
+        """The boxes offered the drill's printers as CUPS queues (edge.discovery); the
+        printers are gone with the drill, so their queues go too instead of piling up in
+        the machine's cupsd."""
+        from edge.discovery import queue_name
+
+        for box in self.boxes.values():
+            if box.printer is not None and box.printer.instance:
+                subprocess.run(
+                    ["lpadmin", "-x", queue_name(box.printer.instance)],
+                    capture_output=True, timeout=30, check=False,
+                )  # fmt: skip
 
 
 def _kill_group(process: subprocess.Popen[bytes] | None) -> float:
