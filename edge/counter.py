@@ -694,6 +694,18 @@ def printed_key(town: str, number: str) -> tuple[str, ...]:
     return (town, "printed", number.split(" ")[0])
 
 
+def warm_up() -> None:
+    """Import what printing a document needs (fpdf, fontTools, cryptography: seconds of
+    imports on a box's CPU) before the first request at the counter waits for it. The
+    worker calls this in the background when it starts, while the clerk logs in."""
+    import printing.certificates
+    import printing.cups
+    import printing.errors
+    import printing.fonts
+    import printing.layout
+    import printing.receipt  # noqa: F401
+
+
 def town_data(registry: TownRegistry, town: Town) -> TownData:
     """The town's records for the counter. Residents and households are read now (search,
     lists and every form need them); a person's tax, insurance and vehicle records are

@@ -58,13 +58,14 @@ import logging
 import os
 import secrets
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edge import worker_admin
 from edge.boxkey import box_code, box_signing_key
-from edge.counter import ClerkSession, Counter, CounterError, DeskInfo
+from edge.counter import ClerkSession, Counter, CounterError, DeskInfo, warm_up
 from edge.glass import sign_as_roster_clerk, sign_as_supervisor
 from edge.replica import BoxReplica, TownReader, UnlockError
 from edge.town import OpenTown
@@ -329,6 +330,8 @@ async def serve(data_dir: Path, town: str, socket_path: Path, shards: int) -> No
     finally:
         os.umask(old_umask)
     print("READY", flush=True)
+    # the first document at the counter must not wait seconds for the printing imports
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     async with server:
         await server.serve_forever()
 
