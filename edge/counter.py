@@ -51,7 +51,7 @@ from shared.issuance import (
     TownData,
     decide,
 )
-from shared.issuance.data import ShardedMap
+from shared.issuance.data import LookupMap, ShardedMap
 from shared.issuance.lists import ListCopyLog, print_safety_list, print_support_list
 from shared.issuance.numbering import IssueNumber as IssueNumberParse
 from shared.issuance.numbering import check_part
@@ -719,8 +719,19 @@ def town_data(registry: TownRegistry, town: Town) -> TownData:
     )
     shards, shard_of = registry.shards, registry.person_shard
 
-    def assessments(index: int) -> dict[tuple[str, int], TaxAssessment]:
-        found = registry.shard_objects("tax_assessments", index)
+    # a 課税 record's id is `resident/year` (shared.records.record_id): a request reads
+    # its person's ids and the records it needs, decoding no one else's
+    def assessment_keys(resident_id: str) -> list[tuple[str, int]]:
+        prefix = f"{resident_id}/"
+        ids = registry.shard_ids("tax_assessments", shard_of(resident_id))
+        return [(resident_id, int(i[len(prefix) :])) for i in ids if i.startswith(prefix)]
+
+    def assessment(key: tuple[str, int]) -> TaxAssessment | None:
+        found = registry.shard_get("tax_assessments", shard_of(key[0]), f"{key[0]}/{key[1]}")
+        return found if isinstance(found, TaxAssessment) else None
+
+    def every_assessment() -> dict[tuple[str, int], TaxAssessment]:
+        found = registry.objects("tax_assessments")
         return {(a.resident_id, a.fiscal_year): a for a in found}
 
     def installments(index: int) -> dict[str, tuple[Installment, ...]]:
@@ -746,7 +757,7 @@ def town_data(registry: TownRegistry, town: Town) -> TownData:
 
     return replace(
         base,
-        assessments=ShardedMap(shards, assessments, lambda key: key[0], shard_of),
+        assessments=LookupMap(assessment_keys, assessment, every_assessment),
         installments=ShardedMap(shards, installments, lambda key: key, shard_of),
         nhi=ShardedMap(shards, nhi, lambda key: key, shard_of),
         # a vehicle's id does not name its owner: the owner's shard serves `vehicles_of`,

@@ -164,6 +164,17 @@ class TownRegistry:
         for record in doc.records(table).values():
             yield from_record(cls, record)
 
+    def shard_ids(self, table: str, index: int) -> list[str]:
+        """The record ids of `table` in one shard, decoding no record."""
+        doc = self.documents.get(shard_name(index))
+        return doc.ids(table) if doc is not None else []
+
+    def shard_get(self, table: str, index: int, record_id: str) -> Any | None:
+        """One record of `table` from the shard it is placed in."""
+        doc = self.documents.get(shard_name(index))
+        record = doc.get(table, record_id) if doc is not None else None
+        return from_record(TABLES[table], record) if record is not None else None
+
     def _documents_for(self, table: str) -> list[str]:
         if table == "support_blocks":
             return [BLOCKS] if BLOCKS in self.documents else []

@@ -82,8 +82,58 @@ class ShardedMap(Mapping[K, V]):
         return sum(len(self._shard(index)) for index in range(self._shards))
 
 
+class LookupMap(Mapping[K, V]):
+    """A read-only map read record by record, for records whose id names their person
+    (a 課税 record is `resident/year`): a lookup decodes that one record, not its shard.
+    Iterating reads the whole table once."""
+
+    def __init__(
+        self,
+        keys_of: Callable[[str], list[K]],
+        get: Callable[[K], V | None],
+        load_all: Callable[[], dict[K, V]],
+    ) -> None:
+        self._keys_of = keys_of
+        self._get = get
+        self._load_all = load_all
+        self._cache: dict[K, V | None] = {}
+        self._all: dict[K, V] | None = None
+
+    def _every(self) -> dict[K, V]:
+        if self._all is None:
+            self._all = self._load_all()
+        return self._all
+
+    def of_person(self, person_id: str) -> Mapping[K, V]:
+        """This person's records (only theirs)."""
+        found = {}
+        for key in self._keys_of(person_id):
+            value = self.get(key)
+            if value is not None:
+                found[key] = value
+        return found
+
+    def __getitem__(self, key: K) -> V:
+        if self._all is not None:
+            return self._all[key]
+        if key not in self._cache:
+            self._cache[key] = self._get(key)
+        value = self._cache[key]
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._every())
+
+    def __len__(self) -> int:
+        return len(self._every())
+
+
 def _of_person(records: Mapping[K, V], person_id: str) -> Mapping[K, V]:
-    return records.of_person(person_id) if isinstance(records, ShardedMap) else records
+    if isinstance(records, (ShardedMap, LookupMap)):
+        return records.of_person(person_id)
+    return records
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from edge.counter import town_data
 from edge.documents import choices
 from shared.export_csv import read_town
 from shared.issuance import TownData
-from shared.issuance.data import ShardedMap
+from shared.issuance.data import LookupMap, ShardedMap
 from shared.model import TownExport
 from shared.records import record_id, to_record
 from shared.registry import TownRegistry, Upsert
@@ -44,21 +44,23 @@ def _registry(town: TownExport) -> TownRegistry:
 
 
 def _loaded(data: TownData) -> dict[str, set[int]]:
-    maps = {"assessments": data.assessments, "installments": data.installments,
-            "nhi": data.nhi, "vehicles": data.vehicles}  # fmt: skip
+    maps = {"installments": data.installments, "nhi": data.nhi, "vehicles": data.vehicles}
     return {name: set(m._loaded) for name, m in maps.items() if isinstance(m, ShardedMap)}
 
 
 def test_a_request_reads_only_the_shard_of_its_person(town: TownExport) -> None:
     registry = _registry(town)
     data = town_data(registry, town.town)
-    assert _loaded(data) == {"assessments": set(), "installments": set(), "nhi": set(),
-                             "vehicles": set()}  # fmt: skip
+    assert _loaded(data) == {"installments": set(), "nhi": set(), "vehicles": set()}
     owner = town.vehicles[0].owner_id
     choices(data, owner, TODAY)
     shard = registry.person_shard(owner)
-    assert _loaded(data) == {"assessments": {shard}, "installments": {shard},
-                             "nhi": {shard}, "vehicles": {shard}}  # fmt: skip
+    assert _loaded(data) == {"installments": {shard}, "nhi": {shard}, "vehicles": {shard}}
+    # a 課税 record is read by its id: only the owner's, never the whole table
+    assessments = data.assessments
+    assert isinstance(assessments, LookupMap)
+    assert assessments._all is None
+    assert {rid for rid, _ in assessments._cache} <= {owner}
 
 
 def test_what_a_request_sees_is_the_whole_town_view(town: TownExport) -> None:
