@@ -746,9 +746,26 @@ def town_data(registry: TownRegistry, town: Town) -> TownData:
     def vehicles(index: int) -> dict[str, Vehicle]:
         return {v.id: v for v in registry.shard_objects("vehicles", index)}
 
-    def by_vehicle(_: int) -> dict[str, tuple[Installment, ...]]:
-        # every 期 billed for a vehicle, whoever owned it then: its bills lie in the shards
-        # of each owner, so this one reads them all (only a vehicle's 納税証明 needs it)
+    # every 期 billed for a vehicle, whoever owned it then: its bills lie in the shards of
+    # each owner, so a vehicle's 納税証明 reads one field of every bill (which vehicle)
+    # and decodes only that vehicle's
+    bills_of: dict[str, list[tuple[int, str]]] | None = None
+
+    def vehicle_bills(vehicle_id: str) -> tuple[Installment, ...] | None:
+        nonlocal bills_of
+        if bills_of is None:
+            bills_of = {}
+            for index in range(shards):
+                for bill_id, rec in registry.shard_fields(
+                    "installments", index, ["vehicle_id"]
+                ).items():
+                    if rec.get("vehicle_id"):
+                        bills_of.setdefault(str(rec["vehicle_id"]), []).append((index, bill_id))
+        found = [registry.shard_get("installments", i, b) for i, b in bills_of.get(vehicle_id, [])]
+        bills = tuple(b for b in found if isinstance(b, Installment))
+        return bills or None
+
+    def every_vehicle_bill() -> dict[str, tuple[Installment, ...]]:
         bills: dict[str, list[Installment]] = {}
         for bill in registry.objects("installments"):
             if bill.vehicle_id:
@@ -763,7 +780,7 @@ def town_data(registry: TownRegistry, town: Town) -> TownData:
         # a vehicle's id does not name its owner: the owner's shard serves `vehicles_of`,
         # a lookup by id reads every shard's (small) vehicle table once
         vehicles=ShardedMap(shards, vehicles, None, shard_of),
-        _by_vehicle=ShardedMap(1, by_vehicle),
+        _by_vehicle=LookupMap(lambda _: [], vehicle_bills, every_vehicle_bill),
     )
 
 

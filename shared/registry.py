@@ -169,6 +169,11 @@ class TownRegistry:
         doc = self.documents.get(shard_name(index))
         return doc.ids(table) if doc is not None else []
 
+    def shard_fields(self, table: str, index: int, fields: Sequence[str]) -> dict[str, Record]:
+        """A few fields of every record of `table` in one shard, by record id."""
+        doc = self.documents.get(shard_name(index))
+        return doc.records(table, fields) if doc is not None else {}
+
     def shard_get(self, table: str, index: int, record_id: str) -> Any | None:
         """One record of `table` from the shard it is placed in."""
         doc = self.documents.get(shard_name(index))
