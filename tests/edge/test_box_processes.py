@@ -240,9 +240,10 @@ def test_nothing_personal_at_rest_after_the_box_stops(
     federation.box.wait(timeout=10)
     # Every file the box wrote is on this list: stores of sealed blobs, wrapped keys and
     # public keys (replica.db), the login throttle (login ids, no passwords), the trusted
-    # clock's floor, the box's own signing key (opens nothing), the workers' sockets.
+    # clock's floor, the box's own signing key (opens nothing), the workers' sockets, the
+    # run mode (normal or drill) the web process tells its workers.
     allowed = {"replica.db", "replica.db-wal", "replica.db-shm", "logins.db", "logins.db-wal",
-               "logins.db-shm", "clock.json", "box.key", "run"}  # fmt: skip
+               "logins.db-shm", "clock.json", "box.key", "run", "box-mode.json"}  # fmt: skip
     written = {p.name for p in (federation.tree / "data").iterdir()}
     assert "replica.db" in written and written <= allowed, written - allowed
     assert all(p.is_socket() for p in (federation.tree / "data" / "run").iterdir())
