@@ -41,6 +41,7 @@ from shared import crypto
 from shared.crypto import ClerkCertificate, KeyRing
 from shared.registry import TownRegistry
 from shared.storage import Storage, StorageKey
+from shared.sync.checkpoint import read_checkpoint, save_checkpoint
 from shared.sync.identity import Identity, writer_id_of
 from shared.sync.notices import Freshness, freshness
 from shared.sync.replica import SyncReplica, load_or_create_identity
@@ -49,6 +50,9 @@ from shared.wareki import to_wareki
 
 log = logging.getLogger(__name__)
 
+# An opening that replayed more blobs than this writes a new checkpoint (a few daily
+# imports' worth replay in well under a second; the first full import's do not).
+CHECKPOINT_AFTER_BLOBS = 16
 _HUB_WRITER: StorageKey = ("federation", "hub-writer")
 _SCOPES: StorageKey = ("federation", "scopes")  # towns whose partners hold a partner copy
 _TOWNS: StorageKey = ("federation", "towns")
@@ -258,6 +262,7 @@ class TownReader:
     def __init__(self, storage: Storage, town: str, shards: int) -> None:
         self.town = town
         self.shards = shards
+        self.storage = storage
         self.scope = held_scope(storage, town)
         pinned = BoxReplica(storage).hub_writer_id
         identity = load_or_create_identity(storage, ("sync", "identity", "town", town))
@@ -269,13 +274,25 @@ class TownReader:
 
     def open(self, keyring: KeyRing) -> TownRegistry:
         """The town's registry (on a partner box of a town that keeps 個人番号 out, its
-        partner copy, under the town's own code)."""
+        partner copy, under the town's own code): from this reader's checkpoint, if one
+        still matches the log, and the blobs after it; else from the whole log."""
         if keyring.town != self.town:
             raise UnlockError("この町村の鍵ではありません。")
+        ring = keyring if self.scope == self.town else scope_ring(keyring, self.scope)
+        start = read_checkpoint(self.storage, self.sync.log, ring, self.writer)
+        opened = self.sync.open_town(ring, start=start)
         if self.scope == self.town:
-            return self.sync.open_town(keyring)
-        copy = self.sync.open_town(scope_ring(keyring, self.scope))
-        return TownRegistry(self.town, shards=self.shards, documents=copy.documents)
+            return opened
+        return TownRegistry(self.town, shards=self.shards, documents=opened.documents)
+
+    def checkpoint_due(self) -> bool:
+        """Whether the last opening replayed enough blobs that a new checkpoint pays."""
+        return self.sync.replayed > CHECKPOINT_AFTER_BLOBS
+
+    def save_checkpoint(self) -> None:
+        """Seal the open town's documents as this reader's checkpoint (to the town's
+        public key: nothing readable at rest), for the next opening to start from."""
+        save_checkpoint(self.storage, self.scope, self.sync.checkpoint(self.scope))
 
     def follow(self) -> bool:
         """Apply what arrived since; True if the town's documents changed."""

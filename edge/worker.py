@@ -122,6 +122,8 @@ class TownWorker:
             self.open = OpenTown(self.town, name, as_of, registry)
             self.keyring = unlocked.keyring
             log.info("town %s opened by login %r", self.town, login_id)
+            if self.reader.checkpoint_due():
+                self.reader.save_checkpoint()  # the next opening starts from here
         capability = secrets.token_urlsafe(32)
         self.capabilities[capability] = ClerkSession(
             login_id, unlocked.clerk_keys, unlocked.certificate

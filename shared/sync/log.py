@@ -231,7 +231,7 @@ class BlobLog:
         self._load_index()
         fresh = [r for slot, r in sorted(self._refs.items()) if slot not in known]
         if fresh:
-            items = [(ref, blob) for ref in fresh if (blob := self._try_load(ref)) is not None]
+            items = [(ref, blob) for ref in fresh if (blob := self.try_load(ref)) is not None]
             for listener in self.listeners:
                 listener(items)
         return True
@@ -301,7 +301,7 @@ class BlobLog:
             raise KeyError(f"blob {ref.slot} indexed but not stored")
         return blob
 
-    def _try_load(self, ref: BlobRef) -> bytes | None:
+    def try_load(self, ref: BlobRef) -> bytes | None:
         """A blob, or None if another process trimmed it meanwhile (it is then inside a
         snapshot this replica holds)."""
         return self.storage.load((ref.town, "log", ref.writer, seq_key(ref.seq)))
@@ -309,7 +309,7 @@ class BlobLog:
     def load_town(self, town: str) -> list[tuple[BlobRef, bytes]]:
         """Every stored blob of a town (what opening the town reads), skipping any that
         another process trimmed since the index was read."""
-        return [(ref, blob) for ref in self.refs(town) if (blob := self._try_load(ref))]
+        return [(ref, blob) for ref in self.refs(town) if (blob := self.try_load(ref))]
 
     def have(self, towns: Iterable[str]) -> dict[str, dict[str, WriterHave]]:
         result: dict[str, dict[str, WriterHave]] = {}

@@ -37,6 +37,7 @@ from shared.records import Record
 from shared.registry import DEFAULT_SHARDS, Change, TownRegistry
 from shared.storage import Storage, StorageKey
 from shared.sync import content, identity
+from shared.sync.checkpoint import Checkpoint, seal_checkpoint
 from shared.sync.errors import ContentError, SyncError
 from shared.sync.identity import Identity
 from shared.sync.log import Admit, BlobLog, BlobRef, Received, document_name, priority
@@ -125,6 +126,7 @@ class SyncReplica:
             tuple[str, str], dict[tuple[str, int], tuple[BlobRef, content.Content, bytes]]
         ] = {}
         self._writing = False
+        self.replayed = 0  # blobs the last `open_town` read from the log
         self._lookup = identity.lookup()
         for ring in keyrings:
             self.open_town(ring)
@@ -132,17 +134,35 @@ class SyncReplica:
     # ------------------------------------------------------------------ towns
 
     def open_town(
-        self, keyring: KeyRing, review_after: Mapping[str, int] | None = None
+        self,
+        keyring: KeyRing,
+        review_after: Mapping[str, int] | None = None,
+        start: Checkpoint | None = None,
     ) -> TownRegistry:
         """Open a town (a clerk's login gave its key ring): apply every blob held. With
         `review_after` ({writer: seq}), the blobs above it are applied last and one by
         one through `on_applied`, like blobs arriving now (the hub's review of
-        concurrent edits resumes where it stopped)."""
+        concurrent edits resumes where it stopped). With `start` (this replica's
+        checkpoint, checked against the log by `read_checkpoint`), its snapshots are
+        imported and only the blobs above what it covers are read."""
         town = keyring.town
         self._keyrings[town] = keyring
         self.registries[town] = TownRegistry(town, shards=self.shards)
         self._pending = {k: v for k, v in self._pending.items() if k[0] != town}
-        items = self.log.load_town(town)
+        self.replayed = 0
+        if start is not None:
+            registry = self.registries[town]
+            for name, data in start.documents.items():
+                registry.document(name).import_bytes(data)
+            items = [
+                (ref, blob)
+                for ref in self.log.refs(town)
+                if not start.covered(ref.writer, ref.seq)
+                and (blob := self.log.try_load(ref)) is not None
+            ]
+        else:
+            items = self.log.load_town(town)
+        self.replayed = len(items)
         if review_after is None:
             self._apply(town, items, opening=True)
         else:
@@ -151,6 +171,19 @@ class SyncReplica:
             self._apply(town, seen, opening=True)
             self._apply(town, fresh)
         return self.registries[town]
+
+    def checkpoint(self, town: str) -> bytes:
+        """This replica's sealed checkpoint of an open town (`shared.sync.checkpoint`):
+        every document's snapshot, covering per writer what is applied (not pending, not
+        flagged)."""
+        covers = self.applied_through(town)
+        for flag in self.flags:
+            if flag.town == town and flag.writer in covers:
+                covers[flag.writer] = min(covers[flag.writer], flag.seq - 1)
+        registry = self.registries[town]
+        documents = {name: doc.export_snapshot() for name, doc in registry.documents.items()}
+        public = self._keyrings[town].public
+        return seal_checkpoint(self.log, self.writer, public, covers, documents)
 
     def close_town(self, town: str) -> None:
         self._keyrings.pop(town, None)
