@@ -247,5 +247,9 @@ def test_nothing_personal_at_rest_after_the_box_stops(
     written = {p.name for p in (federation.tree / "data").iterdir()}
     assert "replica.db" in written and written <= allowed, written - allowed
     assert all(p.is_socket() for p in (federation.tree / "data" / "run").iterdir())
+    # The worker's checkpoint of the town (Loro snapshots of every document) is among
+    # what the scan reads: sealed like the log.
+    replica = SqliteStorage(federation.tree / "data" / "replica.db")
+    assert replica.load(("sync", "checkpoint", "15307")) is not None
     residents = [r for e in small_exports for r in e.residents]
     assert scan(federation.tree, residents) == []
