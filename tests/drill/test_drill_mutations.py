@@ -145,18 +145,92 @@ if _role == "worker":
         return _issue(self, *args, **kwargs)
     c.Counter.issue = issue
 """),
-    Mutation("stale-partner-replica", "2", (19,), (7,), """
-if _role == "box":
-    import edge.replica as r
-    _pull = r.BoxReplica._pull_town
-    def pull(self, client, town, public, box_town):
-        changed = _pull(self, client, town, public, box_town)
-        if town != box_town:
-            self.storage.save((town, "as-of"), b"2020-01-01T02:00:00+09:00")
-        return changed
-    r.BoxReplica._pull_town = pull
+    Mutation("stale-partner-replica", "2", (19,), (7, 8), """
+if _role == "worker":
+    # a partner town opened on a host box serves an older replica than the hub's
+    import edge.town
+    _data = _argv[_argv.index("--data") + 1]
+    _town = _argv[_argv.index("--town") + 1]
+    if f"/boxes/{_town}/" not in _data:
+        edge.town.OpenTown.as_of = property(
+            lambda self: "2020-01-01T02:00:00+09:00", lambda self, value: None
+        )
 """),
     Mutation("dead-host-printer", "2", (17,), (21,), """
+if _role == "drill":
+    import os, signal
+    import renkei.drill.federation as f
+    _start = f.LocalFederation._start_printers
+    def start_printers(self):
+        _start(self)
+        for box in self.boxes.values():
+            if box.printer is not None:
+                os.killpg(box.printer.process.pid, signal.SIGKILL)
+                box.printer.process.wait(10)
+    f.LocalFederation._start_printers = start_printers
+"""),
+    # One renderer broken per document, in every case: its three rows turn ×, the other
+    # documents' rows stay ○ (rows 12–15, 21–24 and 30–33).
+    *(
+        Mutation(f"{key}-cannot-render", "1,2,3", broken, intact, """
+if _role == "worker":
+    import edge.counter as c
+    _render = c.Counter._render
+    def render(self, decision, *args, **kwargs):
+        if decision.request.document.value == "KEY":
+            raise c.CounterError("印刷の準備ができません。")
+        return _render(self, decision, *args, **kwargs)
+    c.Counter._render = render
+""".replace("KEY", key))
+        for key, broken, intact in (
+            ("juminhyo", (12, 21, 30), (13, 14, 22, 31)),
+            ("nozei", (13, 22, 31), (12, 14, 21, 30)),
+            ("shikaku_kakunin", (14, 23, 32), (12, 13, 21, 30)),
+        )
+    ),
+    Mutation("list-cannot-render", "1,2,3", (15, 24, 33), (12, 13, 14, 21, 30), """
+if _role == "worker":
+    import printing.lists as l
+    def render(*args, **kwargs):
+        raise RuntimeError("一覧を作れません")
+    l.render_resident_list = render
+"""),
+    # The same mechanisms as rows 10, 11, 16 and 17, checked in the other cases.
+    Mutation("slow-counter-at-partners", "2,3", (25, 34), (19, 29), """
+if _role == "worker":
+    import time, edge.counter as c
+    _issue = c.Counter.issue
+    def issue(self, *args, **kwargs):
+        time.sleep(24)  # more than the report's 14 and 15 s for 聖籠町's 住民票 at partners
+        return _issue(self, *args, **kwargs)
+    c.Counter.issue = issue
+"""),
+    Mutation("variation-selectors-dropped-at-partners", "2,3", (20, 28), (19, 29), """
+if _role == "worker":
+    import re
+    import printing.fonts as f
+    _translate = f.FontRegistry.translate
+    def translate(self, text, town_code):
+        return re.sub("[\\U000e0100-\\U000e01ef]", "", _translate(self, text, town_code))
+    f.FontRegistry.translate = translate
+"""),
+    Mutation("issuing-needs-javascript-at-partner", "2", (18,), (19,), """
+if _role == "box":
+    import edge.app
+    from starlette.responses import HTMLResponse
+    _create = edge.app.create_app
+    class NeedsScript:
+        def __init__(self, app):
+            self.app = app
+        async def __call__(self, scope, receive, send):
+            if (scope["type"] == "http" and scope["path"] == "/issue"
+                    and not any(k == b"hx-request" for k, _ in scope["headers"])):
+                page = "<p role='alert'>JavaScriptを有効にしてください。</p>"
+                return await HTMLResponse(page, 400)(scope, receive, send)
+            await self.app(scope, receive, send)
+    edge.app.create_app = lambda config: NeedsScript(_create(config))
+"""),
+    Mutation("dead-host-printer-hub-down", "3", (26,), (29,), """
 if _role == "drill":
     import os, signal
     import renkei.drill.federation as f
