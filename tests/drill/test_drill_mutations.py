@@ -40,6 +40,47 @@ class Mutation:
     extra: tuple[str, ...] = ()
 
 
+# Mechanisms broken in more than one case (the same code, other rows).
+NEEDS_SCRIPT = """
+if _role == "box":
+    import edge.app
+    from starlette.responses import HTMLResponse
+    _create = edge.app.create_app
+    class NeedsScript:
+        def __init__(self, app):
+            self.app = app
+        async def __call__(self, scope, receive, send):
+            if (scope["type"] == "http" and scope["path"] == "/issue"
+                    and not any(k == b"hx-request" for k, _ in scope["headers"])):
+                page = "<p role='alert'>JavaScriptを有効にしてください。</p>"
+                return await HTMLResponse(page, 400)(scope, receive, send)
+            await self.app(scope, receive, send)
+    edge.app.create_app = lambda config: NeedsScript(_create(config))
+"""
+VS_DROPPED = """
+if _role == "worker":
+    import re
+    import printing.fonts as f
+    _translate = f.FontRegistry.translate
+    def translate(self, text, town_code):
+        return re.sub("[\\U000e0100-\\U000e01ef]", "", _translate(self, text, town_code))
+    f.FontRegistry.translate = translate
+"""
+PRINTERS_DEAD = """
+if _role == "drill":
+    import os, signal
+    import renkei.drill.federation as f
+    _start = f.LocalFederation._start_printers
+    def start_printers(self):
+        _start(self)
+        for box in self.boxes.values():
+            if box.printer is not None:
+                os.killpg(box.printer.process.pid, signal.SIGKILL)
+                box.printer.process.wait(10)
+    f.LocalFederation._start_printers = start_printers
+"""
+
+
 MUTATIONS = [
     Mutation("hub-lost-the-import", "", (1,), (3,), """
 if _role == "hub":
@@ -103,31 +144,8 @@ if _role == "box":
         return await _check(self, town, login_id, password)
     edge.app.Box.check_credentials = check
 """),
-    Mutation("issuing-needs-javascript", "1", (10,), (9,), """
-if _role == "box":
-    import edge.app
-    from starlette.responses import HTMLResponse
-    _create = edge.app.create_app
-    class NeedsScript:
-        def __init__(self, app):
-            self.app = app
-        async def __call__(self, scope, receive, send):
-            if (scope["type"] == "http" and scope["path"] == "/issue"
-                    and not any(k == b"hx-request" for k, _ in scope["headers"])):
-                page = "<p role='alert'>JavaScriptを有効にしてください。</p>"
-                return await HTMLResponse(page, 400)(scope, receive, send)
-            await self.app(scope, receive, send)
-    edge.app.create_app = lambda config: NeedsScript(_create(config))
-"""),
-    Mutation("variation-selectors-dropped-on-paper", "1", (11,), (9, 12), """
-if _role == "worker":
-    import re
-    import printing.fonts as f
-    _translate = f.FontRegistry.translate
-    def translate(self, text, town_code):
-        return re.sub("[\\U000e0100-\\U000e01ef]", "", _translate(self, text, town_code))
-    f.FontRegistry.translate = translate
-"""),
+    Mutation("issuing-needs-javascript", "1", (10,), (9,), NEEDS_SCRIPT),
+    Mutation("variation-selectors-dropped-on-paper", "1", (11,), (9, 12), VS_DROPPED),
     Mutation("counter-cannot-render", "2", (8, 21), (7, 19), """
 if _role == "worker":
     import edge.counter as c
@@ -156,19 +174,7 @@ if _role == "worker":
             lambda self: "2020-01-01T02:00:00+09:00", lambda self, value: None
         )
 """),
-    Mutation("dead-host-printer", "2", (17,), (21,), """
-if _role == "drill":
-    import os, signal
-    import renkei.drill.federation as f
-    _start = f.LocalFederation._start_printers
-    def start_printers(self):
-        _start(self)
-        for box in self.boxes.values():
-            if box.printer is not None:
-                os.killpg(box.printer.process.pid, signal.SIGKILL)
-                box.printer.process.wait(10)
-    f.LocalFederation._start_printers = start_printers
-"""),
+    Mutation("dead-host-printer", "2", (17,), (21,), PRINTERS_DEAD),
     # One renderer broken per document, in every case: its three rows turn ×, the other
     # documents' rows stay ○ (rows 12–15, 21–24 and 30–33).
     *(
@@ -205,44 +211,9 @@ if _role == "worker":
         return _issue(self, *args, **kwargs)
     c.Counter.issue = issue
 """),
-    Mutation("variation-selectors-dropped-at-partners", "2,3", (20, 28), (19, 29), """
-if _role == "worker":
-    import re
-    import printing.fonts as f
-    _translate = f.FontRegistry.translate
-    def translate(self, text, town_code):
-        return re.sub("[\\U000e0100-\\U000e01ef]", "", _translate(self, text, town_code))
-    f.FontRegistry.translate = translate
-"""),
-    Mutation("issuing-needs-javascript-at-partner", "2", (18,), (19,), """
-if _role == "box":
-    import edge.app
-    from starlette.responses import HTMLResponse
-    _create = edge.app.create_app
-    class NeedsScript:
-        def __init__(self, app):
-            self.app = app
-        async def __call__(self, scope, receive, send):
-            if (scope["type"] == "http" and scope["path"] == "/issue"
-                    and not any(k == b"hx-request" for k, _ in scope["headers"])):
-                page = "<p role='alert'>JavaScriptを有効にしてください。</p>"
-                return await HTMLResponse(page, 400)(scope, receive, send)
-            await self.app(scope, receive, send)
-    edge.app.create_app = lambda config: NeedsScript(_create(config))
-"""),
-    Mutation("dead-host-printer-hub-down", "3", (26,), (29,), """
-if _role == "drill":
-    import os, signal
-    import renkei.drill.federation as f
-    _start = f.LocalFederation._start_printers
-    def start_printers(self):
-        _start(self)
-        for box in self.boxes.values():
-            if box.printer is not None:
-                os.killpg(box.printer.process.pid, signal.SIGKILL)
-                box.printer.process.wait(10)
-    f.LocalFederation._start_printers = start_printers
-"""),
+    Mutation("variation-selectors-dropped-at-partners", "2,3", (20, 28), (19, 29), VS_DROPPED),
+    Mutation("issuing-needs-javascript-at-partner", "2", (18,), (19,), NEEDS_SCRIPT),
+    Mutation("dead-host-printer-hub-down", "3", (26,), (29,), PRINTERS_DEAD),
 ]  # fmt: skip
 
 
