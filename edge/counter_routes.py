@@ -85,6 +85,15 @@ def status(box: Any, town: str) -> dict[str, Any]:
     return {"as_of_label": label, "stale": stale, "hub": box.hub_reachable}
 
 
+def download(data: bytes, filename: str, media_type: str = "application/pdf") -> Response:
+    """A file the browser saves rather than shows (an issued copy, a receipt, an export)."""
+    return Response(
+        data,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
 def desk_for(box: Any, request: Request, principal: auth.Principal) -> dict[str, Any]:
     """The desk as the worker needs it (see edge.counter.DeskInfo)."""
     config = counter_config.load(box.config.data_dir)
@@ -226,11 +235,7 @@ def counter_routes(
         if output != "print" and len(copies) == 1:
             number = copies[0]["number"]
             name = f"{answer.get('document', 'document')}-{number}.pdf"
-            return Response(
-                bytes.fromhex(copies[0]["pdf"]),
-                media_type="application/pdf",
-                headers={"Content-Disposition": f'attachment; filename="{name}"'},
-            )
+            return download(bytes.fromhex(copies[0]["pdf"]), name)
         for copy in copies:
             copy.pop("pdf", None)
         return page("issued.html", request, answer=answer)
@@ -313,11 +318,7 @@ def counter_routes(
             client=auth.client_address(request),
             how="download",
         )
-        return Response(
-            bytes.fromhex(answer["pdf"]),
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{number}.pdf"'},
-        )
+        return download(bytes.fromhex(answer["pdf"]), f"{number}.pdf")
 
     @auth.require()
     async def districts(request: Request) -> Response:
@@ -403,11 +404,7 @@ def counter_routes(
                 (principal.town_code, "export", str(handoff["name"])),
                 bytes.fromhex(str(handoff["sealed"])),
             )
-        return Response(
-            bytes.fromhex(answer["pdf"]),
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{answer["number"]}.pdf"'},
-        )
+        return download(bytes.fromhex(answer["pdf"]), f"{answer['number']}.pdf")
 
     @auth.require()
     async def intake_receipt(request: Request) -> Response:
@@ -421,11 +418,7 @@ def counter_routes(
             return refusal(request, "この受付番号の受付票はこの機器にありません。", code=404)
         box.record(principal.town_code, AuditKind.REPRINT, number=number,
                    clerk=principal.login_id, how="intake receipt")  # fmt: skip
-        return Response(
-            bytes.fromhex(answer["pdf"]),
-            media_type="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{number}.pdf"'},
-        )
+        return download(bytes.fromhex(answer["pdf"]), f"{number}.pdf")
 
     @auth.require()
     async def export(request: Request) -> Response:
@@ -453,11 +446,7 @@ def counter_routes(
             terminal=desk["terminal"],
             sealed_to="town",
         )
-        return Response(
-            bytes.fromhex(answer["file"]),
-            media_type="application/octet-stream",
-            headers={"Content-Disposition": f'attachment; filename="{answer["name"]}"'},
-        )
+        return download(bytes.fromhex(answer["file"]), answer["name"], "application/octet-stream")
 
     @auth.require()
     async def webfont(request: Request) -> Response:

@@ -30,6 +30,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from edge import auth
+from edge.counter_routes import download
 from edge.exports import SUFFIX
 from edge.supervisor import sealed_again
 from edge.workers import WorkerGone
@@ -261,11 +262,7 @@ class EmergencyScreens:
         self.box.record(
             town, AuditKind.EXPORT, export=name, by=principal.login_id, by_town=principal.town_code
         )
-        return Response(
-            data,
-            media_type="application/octet-stream",
-            headers={"Content-Disposition": f'attachment; filename="{name}{SUFFIX}"'},
-        )
+        return download(data, f"{name}{SUFFIX}", "application/octet-stream")
 
     def routes(self) -> list[Route]:
         managers = auth.require(MANAGERS)

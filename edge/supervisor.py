@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from edge import auth, counter_config
 from edge.clerks import ClerkOutbox
+from edge.counter_routes import download
 from edge.emergency_export import JST
 from edge.workers import WorkerGone
 from printing.cups import Calibration, CalibrationStore, calibration_sheet, submit_pdf
@@ -589,11 +590,7 @@ class SupervisorScreens:
         return self.printers_page(request, message=f"端末 {code} の割り当てを{done}。")
 
     async def calibration_pdf(self, request: Request) -> Response:
-        return Response(
-            calibration_sheet(self.box.config.town_code),
-            media_type="application/pdf",
-            headers={"Content-Disposition": 'attachment; filename="calibration.pdf"'},
-        )
+        return download(calibration_sheet(self.box.config.town_code), "calibration.pdf")
 
     # ------------------------------------------------------------------ routes
 
