@@ -14,12 +14,9 @@ the top-left corner; text `y` is the baseline. The QR is drawn as vector rectang
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +28,7 @@ from fpdf.fonts import TTFFont
 
 import printing.fpdf_fix  # noqa: F401  (applies the variation-selector fix once)
 from printing.fonts import FontRegistry, FontRole, Run, default_registry
+from shared.gcpause import gc_paused
 
 PT_TO_MM = 25.4 / 72
 A4 = (210.0, 297.0)
@@ -137,19 +135,6 @@ class Page:
     def qr(self, x: float, y: float, size: float) -> None:
         """Reserve the square where the document's signed QR is drawn at render time."""
         self.ops.append(QrOp(x, y, size))
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Laying out or rendering a long list makes ~10⁵ small acyclic objects; the cyclic
-    collector would rescan them again and again (half the layout time) and free none."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class Canvas:

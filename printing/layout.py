@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from printing.canvas import CARD, Align, Canvas, Page, gc_paused
+from printing.canvas import CARD, Align, Canvas, Page
 from printing.errors import DocumentRefused
 from printing.fonts import FontRole
 from printing.qr import DocumentKind, PayloadFields, sign_payload
 from shared.crypto import ClerkCertificate, ClerkKeys
+from shared.gcpause import gc_paused
 from shared.model import Official, Town
 from shared.wareki import to_wareki
 

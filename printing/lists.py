@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
-from printing.canvas import A4_LANDSCAPE, Canvas, Page, gc_paused
+from printing.canvas import A4_LANDSCAPE, Canvas, Page
 from printing.certificates.juminhyo import statutory_order
 from printing.errors import DocumentRefused
 from printing.fonts import FontRegistry, FontRole
@@ -33,6 +33,7 @@ from printing.layout import (
     wareki,
 )
 from printing.qr import DocumentKind
+from shared.gcpause import gc_paused
 from shared.model import Household, Resident, SupportNeed
 
 ROWS_PER_PAGE = 24

@@ -31,12 +31,12 @@ Fee keys of `Town.fees` are listed in `cloud.synthetic.towns.FEE_KINDS`.
 
 from __future__ import annotations
 
-import gc
 import random
 from datetime import date
 
 from faker import Faker
 
+from shared.gcpause import gc_paused
 from shared.model import District, TownExport
 
 from .blocks import build_blocks
@@ -84,15 +84,9 @@ def generate(
         raise ValueError(f"unknown town code(s): {', '.join(sorted(unknown))}")
     if any(n < 1 for n in overrides.values()):
         raise ValueError("residents_override values must be positive")
-    # Millions of small acyclic records: the cyclic collector would rescan them over and
-    # over (a third of the time at 500,000 residents) and can never free any of them.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    # Millions of small acyclic records that all survive (shared.gcpause).
+    with gc_paused():
         return _generate(seed, overrides, as_of)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _generate(seed: int, overrides: dict[str, int], as_of: date) -> list[TownExport]:
