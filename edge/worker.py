@@ -67,7 +67,7 @@ from edge import worker_admin
 from edge.boxkey import box_code, box_signing_key
 from edge.counter import ClerkSession, Counter, CounterError, DeskInfo, warm_up
 from edge.glass import sign_as_roster_clerk, sign_as_supervisor
-from edge.replica import BoxReplica, TownReader, UnlockError
+from edge.replica import BoxReplica, TownReader, Unlocked, UnlockError
 from edge.town import OpenTown
 from edge.webfont import build_faces, gaiji_table
 from shared.crypto import KeyRing
@@ -95,6 +95,9 @@ class TownWorker:
         self._gaiji: dict[int, str] | None = None
         self.keyring: KeyRing | None = None
         self.reader: TownReader | None = None
+        # Requests run in threads (`_serve_connection`): two clerks logging in to a
+        # sealed town at once must open it once, not replay its log twice.
+        self._opening = threading.Lock()
 
     def follow(self) -> None:
         """Take in what the box's agent stored since the last request."""
@@ -115,15 +118,9 @@ class TownWorker:
             unlocked = self.replica.unlock(self.town, login_id, password)
         except UnlockError as exc:
             return {"ok": False, "error": str(exc)}
-        if self.open is None:
-            self.reader = TownReader(self.storage, self.town, self.shards)
-            registry = self.reader.open(unlocked.keyring)
-            name, as_of = self.replica.town_name(self.town), self.replica.as_of(self.town)
-            self.open = OpenTown(self.town, name, as_of, registry)
-            self.keyring = unlocked.keyring
-            log.info("town %s opened by login %r", self.town, login_id)
-            if self.reader.checkpoint_due():
-                self.reader.save_checkpoint()  # the next opening starts from here
+        with self._opening:
+            if self.open is None:
+                self._open_town(unlocked, login_id)
         capability = secrets.token_urlsafe(32)
         self.capabilities[capability] = ClerkSession(
             login_id, unlocked.clerk_keys, unlocked.certificate
@@ -135,6 +132,17 @@ class TownWorker:
             "roles": sorted(unlocked.certificate.roles),
             "issued_at": unlocked.certificate.issued_at.timestamp(),
         }
+
+    def _open_town(self, unlocked: Unlocked, login_id: str) -> None:
+        reader = TownReader(self.storage, self.town, self.shards)
+        registry = reader.open(unlocked.keyring)
+        name, as_of = self.replica.town_name(self.town), self.replica.as_of(self.town)
+        opened = OpenTown(self.town, name, as_of, registry)
+        self.reader, self.keyring = reader, unlocked.keyring
+        self.open = opened  # last: other requests take a set `open` as the town ready
+        log.info("town %s opened by login %r", self.town, login_id)
+        if reader.checkpoint_due():
+            reader.save_checkpoint()  # the next opening starts from here
 
     def search(self, capability: str, query: str | None) -> dict[str, Any]:
         """Rows for `query`; with no query, only the town's name and as-of time."""

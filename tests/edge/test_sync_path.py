@@ -190,3 +190,43 @@ def test_replica_health_lists_both_boxes_current_as_of_the_export(world: World) 
     assert behind["box-b"]["towns"][TOWN]["missing_blobs"] == 1
     page = httpx.get(world.url + "/replicas")
     assert page.status_code == 200 and "box-b" in page.text and "未受信" in page.text
+
+
+def test_two_logins_at_once_open_the_town_once(
+    tmp_path: Path, small_export_dir: Path, imported: tuple[Path, Custody],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Requests run in threads: two clerks logging in to a sealed town at the same moment
+    share one opening (without the worker's lock both replay the log)."""
+    import threading
+
+    from edge.replica import TownReader
+
+    opened: list[int] = []
+    real_open = TownReader.open
+
+    def counting_open(self: TownReader, keyring: Any) -> Any:
+        opened.append(1)
+        return real_open(self, keyring)
+
+    monkeypatch.setattr(TownReader, "open", counting_open)
+    hub_data = tmp_path / "hub"
+    shutil.copytree(imported[0], hub_data)
+    clerk, _ = roster_and_other(small_export_dir / TOWN)
+    with serve(create_app(hub_data, imported[1])) as url:
+        storage = SqliteStorage(tmp_path / "box" / "replica.db")
+        enrol_box(hub_data, storage, TOWN, "box-a")
+        fetch(storage, url, TOWN)
+        worker = TownWorker(tmp_path / "box", TOWN, shards=16)
+        answers: list[dict[str, Any]] = []
+        login = {"op": "unlock", "login_id": clerk.login_id, "password": PASSWORD}
+        threads = [threading.Thread(target=lambda: answers.append(worker.handle(login)))
+                   for _ in range(2)]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert [a["ok"] for a in answers] == [True, True], answers
+        assert len(opened) == 1
+        storage.close()
+        worker.storage.close()
