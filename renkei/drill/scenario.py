@@ -191,9 +191,12 @@ class Drill:
     def _backup_row(self, town: str, federation: dict[str, Any]) -> None:
         """Row 2: every document is at the hub sealed to the town — the blobs of its sync
         log, signed by the hub's writer key — and the operator's custody restores the
-        town's records from them."""
+        town's records from them: both as the hub keeps them at rest (hub.db, and
+        custody.sealed opened with the operator's passphrase), not the drill's copies.
+        A history or key missing there is a backup that cannot be restored: ×."""
         from nacl.signing import VerifyKey
 
+        from cloud.custody import Custody, CustodyError
         from shared.storage import MemoryStorage, SqliteStorage
         from shared.sync.identity import Identity, writer_id_of
         from shared.sync.log import BlobLog
@@ -215,18 +218,31 @@ class Drill:
         by_hub = sum(ref.writer == hub_writer for ref, _ in items)
         check.see("request", f"ハブの同期ログ {town}: ブロブ {len(items)} 件（ハブの署名 {by_hub} 件）",
                   blobs=len(items), by_hub=by_hub)  # fmt: skip
+        try:
+            ring = Custody.load(fed.hub_data, fed.hub_passphrase).rings.get(town)
+            kept = f"エポック {', '.join(map(str, ring.epochs))}" if ring else "なし"
+        except CustodyError as exc:
+            ring, kept = None, f"開けません（{exc}）"
+        check.see("document", f"ハブの鍵の保管ファイル（{fed.hub_data.name}/custody.sealed）の {town} の鍵: {kept}",
+                  epochs=list(ring.epochs) if ring else [])  # fmt: skip
+        check.ok(
+            ring is not None, "ハブの鍵の保管にこの町村の鍵がなく、バックアップを復号できません"
+        )
         reader = SyncReplica(MemoryStorage(), Identity.generate())
         reader.log.add_many(blob for _, blob in items)
-        registry = reader.open_town(fed.custody.ring(town))
+        registry = reader.open_town(ring) if ring is not None else None
         for flag in reader.flags:
-            check.ok(False, f"{flag.writer[:16]}… #{flag.seq} を復号・復元できません: {flag.detail}")
-        restored = sum(1 for _ in registry.objects("residents"))
+            check.ok(
+                False, f"{flag.writer[:16]}… #{flag.seq} を復号・復元できません: {flag.detail}"
+            )
+        restored = sum(1 for _ in registry.objects("residents")) if registry else 0
         check.see("document", f"暗号化ブロブ {len(items)} 件・{size:,} バイト（平文の氏名・住民票コードなし: "
-                  f"{sealed}/{len(items)}）を町村の鍵で復元 → 住民 {restored} 人"
+                  f"{sealed}/{len(items)}）をハブの保管する町村の鍵で復元 → 住民 {restored} 人"
                   f"（基幹系出力 {len(export.residents)} 人）",
-                  documents=len(registry.documents), bytes=size, restored=restored,
-                  exported=len(export.residents))  # fmt: skip
-        check.ok(len(items) > 0 and sealed == len(items), "平文の文書があります")
+                  documents=len(registry.documents) if registry else 0, bytes=size,
+                  restored=restored, exported=len(export.residents))  # fmt: skip
+        check.ok(len(items) > 0, "ハブに町村の同期ログ（暗号化された履歴）がありません")
+        check.ok(sealed == len(items), "平文の文書があります")
         check.ok(by_hub > 0, "ハブの署名した文書がありません")
         check.ok(restored == len(export.residents), "復元した住民数が基幹系出力と違います")
 

@@ -57,12 +57,13 @@ def test_every_row_passes_and_each_document_cites_its_number_size_and_digest(
 ) -> None:
     _, report, tmp = drill
     rows = rows_of(report, TOWN)
-    # A known defect, reported: every box's town worker numbers as box "B01", so a town's
-    # documents issued at two boxes get the same 発行番号. The drill shows it as ×; any
-    # other failing check is a regression.
-    failed = {n: [c for c in r["checks"] if c["result"] != PASS and c["name"] != UNIQUE_NUMBER]
-              for n, r in rows.items()}  # fmt: skip
+    # Every check, 「発行番号の一意性」 included: each box numbers under its own box code
+    # (shared.issuance.numbering.box_code_for), so the town's documents issued at its own
+    # box and at the partner boxes never share a 発行番号.
+    failed = {n: [c for c in r["checks"] if c["result"] != PASS] for n, r in rows.items()}
     assert not any(failed.values()), failed
+    uniqueness = [c for n in ISSUANCE for c in rows[n]["checks"] if c["name"] == UNIQUE_NUMBER]
+    assert len(uniqueness) == len(ISSUANCE), uniqueness  # checked on every issuance row
     for number, document in ISSUANCE.items():
         documents = [e for c in rows[number]["checks"] for e in c["evidence"]
                      if e["kind"] == "document"]  # fmt: skip
