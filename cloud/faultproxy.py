@@ -18,7 +18,9 @@ Two modes:
 one seeded `random.Random`, so a run can be replayed. Everything is bounded: connections
 (`max_connections`), request size, read time-outs.
 
-Only loopback addresses are accepted, for both ends (this is a test tool, never a relay).
+Only loopback addresses are accepted, for both ends (this is a test tool, never a relay)
+— or addresses in `lab`, a private network of namespaces the caller created itself (the
+drill's LAN, renkei/netns.py).
 
     python -m cloud.faultproxy --target 127.0.0.1:8700 --listen 127.0.0.1:9700 \\
         --seed 1 --drop 0.1 --duplicate 0.1 --delay 0.05 --reorder 0.1 --cut 0.05
@@ -70,9 +72,10 @@ class ProxyStats:
     refused: int = 0
 
 
-def _loopback(host: str) -> None:
+def _loopback(host: str, lab: ipaddress.IPv4Network | None = None) -> None:
     try:
-        if ipaddress.ip_address(host).is_loopback:
+        address = ipaddress.ip_address(host)
+        if address.is_loopback or (lab is not None and address in lab):
             return
     except ValueError:
         if host == "localhost":
@@ -93,6 +96,9 @@ class FaultProxy:
     # Called with each request's head (bytes) before it is forwarded; a test uses it to
     # act at a named point of a transfer (e.g. kill the upstream process).
     on_request: Callable[[bytes], None] | None = None
+    # The private network of network namespaces the caller made (never the machine's own
+    # networks): both ends may also be addresses in it.
+    lab: ipaddress.IPv4Network | None = None
     stats: ProxyStats = field(default_factory=ProxyStats)
     _rng: random.Random = field(init=False)
     _server: asyncio.Server | None = None
@@ -101,8 +107,10 @@ class FaultProxy:
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        _loopback(self.target_host)
-        _loopback(self.listen_host)
+        if self.lab is not None and not self.lab.is_private:
+            raise ProxyError(f"{self.lab} is not a private network")
+        _loopback(self.target_host, self.lab)
+        _loopback(self.listen_host, self.lab)
         if self.mode not in ("http", "raw"):
             raise ProxyError(f"unknown mode {self.mode!r}")
         self._rng = random.Random(self.seed)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -146,9 +147,12 @@ def _issue_tls(workdir: Path, box_urls: dict[str, str]) -> tuple[Path, dict[str,
         ca_key.chmod(0o600)
         ca_file.write_bytes(cert)
     folders = {}
-    for code in box_urls:
+    for code, url in box_urls.items():
+        # the certificate names the address the box is reached at (the drill's boxes sit
+        # in network namespaces at private addresses, the demo's on 127.0.0.1)
+        address = urlsplit(url).hostname or "127.0.0.1"
         cert, key = issue_server_cert(
-            ca_file.read_bytes(), ca_key.read_bytes(), [f"box-{code}.renkei.lan"], ["127.0.0.1"]
+            ca_file.read_bytes(), ca_key.read_bytes(), [f"box-{code}.renkei.lan"], [address]
         )
         folders[code] = workdir / "boxes" / code / "tls"
         write_server_files(folders[code], cert, key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,13 @@ def register(subparsers: Any) -> None:
         "--profile", choices=("full", "short"), default="full",
         help="full: towns of their real size, clerks' passwords at the production KDF; "
         "short: small towns (the test suite's profile)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--network", choices=("auto", "netns", "loopback"), default="auto",
+        help="where the local federation runs: netns puts the hub and each town hall in a "
+        "network namespace of its own on a private LAN the drill creates and removes (needs "
+        "root and iproute2); loopback runs everything on 127.0.0.1; auto (default) uses "
+        "netns when a namespace can be created here, else loopback — the report says which",
     )  # fmt: skip
     parser.add_argument("--towns", default="15307,15405,15581", help="town codes, comma-separated")
     parser.add_argument("--cases", default="1,2,3", help="failure cases to run, e.g. 1,3")
@@ -64,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
             return 2
         mode = "against"
     else:
-        drill = _local(args, say)
+        try:
+            drill = _local(args, say)
+        except KeyboardInterrupt:
+            print("訓練を中断しました（割り込み）。起動したプロセスと名前空間は片付けました",
+                  file=sys.stderr)  # fmt: skip
+            return 130
         mode = "local"
     report = reports.build(drill, mode=mode, profile=args.profile)
     if args.html:
@@ -76,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(reports.text(report))
     verdicts = {r["result"] for t in report["towns"].values() for r in t["rows"]}
-    if report["error"] or FAIL in verdicts or (args.strict and UNVERIFIED in verdicts):
+    left_behind = (report.get("network") or {}).get("left")
+    if report["error"] or left_behind or FAIL in verdicts:
+        return 1
+    if args.strict and UNVERIFIED in verdicts:
         return 1
     return 0
 
@@ -95,10 +111,22 @@ def _local(args: argparse.Namespace, say: Any) -> Any:
     if unknown:
         raise SystemExit(f"unknown town codes: {sorted(unknown)}")
     cases = tuple(CASE_NAMES[c] for c in args.cases.split(",") if c)
-    fed = LocalFederation(args.dir, seed=args.seed, short=args.profile == "short", say=say)
+    fed = LocalFederation(args.dir, seed=args.seed, short=args.profile == "short", say=say,
+                          network=args.network)  # fmt: skip
     drill = Drill(fed, towns, cases, budget_scale=args.budget_scale, say=say)
-    drill.run()
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so the drill's `finally` stops every process
+    # and removes its network namespaces (atexit would not run on a signal's default).
+    previous = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        drill.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return drill
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _against(args: argparse.Namespace, say: Any) -> Any:

@@ -6,8 +6,14 @@ proxy in front of the hub for each box, and one IPP printer per town hall.
     box 15581 ──▶ proxy ──┘
     boxes ◀──▶ boxes                          (box↔box sync on their peer ports)
 
-Everything listens on 127.0.0.1 (the fault proxy refuses anything else). The boxes are
-started exactly as an installation starts them (`renkei box … --tls`), each in its own
+Where the machine allows (`network="auto"` or `"netns"`), the hub and each town hall get
+a network namespace of their own on one LAN of the drill's making (renkei/netns.py): the
+hub at .2 of a free private /24, each town's box and printer at .11, .12, .13 on the
+ports an installation uses, the drill itself (the clerks' terminals, the fault proxies)
+at .1 on a veth in the root namespace. Every request of the drill, every sync and print
+goes over those addresses; the TLS certificates name them. The namespaces go with
+`close` (and at exit). Otherwise (`"loopback"`) everything listens on 127.0.0.1. The
+boxes are started exactly as an installation starts them (`renkei box … --tls`), each in its own
 process group so that "the town hall is down" kills the box and its towns' workers at
 once. What `renkei demo` already does is reused from it: the federation CA and server
 certificates (`_issue_tls`), waiting for a process to answer (`_wait_ready`).
@@ -42,6 +48,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from renkei import netns
 from renkei.drill.rows import TOWNS
 
 SMALL_TOWNS = {"15307": 400, "15405": 200, "15581": 200}
@@ -52,6 +59,13 @@ HOSTS = {
     "15405": ("15581", "15307"),
     "15581": ("15307", "15405"),
 }
+
+
+NETWORKS = ("auto", "netns", "loopback")
+NETNS_PREFIX = "rkd"  # the drill's namespaces: rkd-<pid>-hub, rkd-<pid>-15307, …
+# In a namespace each part has the LAN to itself: the ports an installation uses.
+HUB_PORT, BOX_PORT, PEER_PORT, PRINTER_PORT = 8700, 8701, 8702, 8631
+LOOPBACK = "127.0.0.1"
 
 
 class FederationError(Exception):
@@ -104,10 +118,15 @@ class BoxProcess:
     identity: Any  # shared.sync.identity.Identity
     process: subprocess.Popen[bytes] | None = None
     printer: Printer | None = None
+    address: str = LOOPBACK  # the town hall LAN's address of the box (netns) or loopback
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.address}:{self.port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://{self.address}:{self.peer_port}"
 
     @property
     def box_id(self) -> str:
@@ -131,6 +150,10 @@ class LocalFederation:
     short: bool = True
     say: Any = print
     env: dict[str, str] = field(default_factory=dict)
+    network: str = "auto"  # NETWORKS: what was asked for
+    network_used: str = ""  # "netns" or "loopback", decided by `prepare`
+    network_note: str = ""  # why auto fell back to loopback; what was left behind
+    lan: netns.Lan | None = None
     hub_passphrase: str = ""
     hub_port: int = 0
     hub: subprocess.Popen[bytes] | None = None
@@ -150,7 +173,58 @@ class LocalFederation:
 
     @property
     def hub_url(self) -> str:
-        return f"http://127.0.0.1:{self.hub_port}"
+        return f"http://{self.address('hub')}:{self.hub_port}"
+
+    def address(self, host: str) -> str:
+        """Where a part of the federation listens: its namespace's LAN address, or
+        loopback. "drill" is the drill process itself (terminals, fault proxies)."""
+        if self.lan is None:
+            return LOOPBACK
+        if host == "drill":
+            return self.lan.root_address
+        return self.lan.addresses[host]
+
+    def _network(self) -> None:
+        """Decide loopback or namespaces; build the LAN (hub, one host per town)."""
+        if self.network not in NETWORKS:
+            raise FederationError(f"unknown network {self.network!r}: one of {NETWORKS}")
+        reason = "" if self.network == "loopback" else netns.unavailable()
+        if self.network == "netns" and reason:
+            raise FederationError(f"--network netns: {reason}")
+        if self.network == "loopback" or reason:
+            self.network_used = "loopback"
+            self.network_note = reason
+            return
+        try:
+            netns.sweep(NETNS_PREFIX)  # a drill killed with SIGKILL could not clean up
+            subnet = netns.free_subnet()
+            hosts = {"hub": str(subnet[2])}
+            hosts |= {code: str(subnet[11 + i]) for i, code in enumerate(TOWNS)}
+            self.lan = netns.Lan.create(NETNS_PREFIX, hosts, root_address=str(subnet[1]))
+        except netns.NetnsError as exc:
+            raise FederationError(str(exc)) from exc
+        self.network_used = "netns"
+        self.say(f"ネットワーク名前空間に連携網を作りました（{subnet}、訓練端末 {subnet[1]}）")
+
+    def network_summary(self) -> dict[str, Any]:
+        """For the report: which network was used, and where each part was."""
+        lan = self.lan
+        hosts = {} if lan is None else {
+            name: {"namespace": lan.namespaces[name], "address": lan.addresses[name]}
+            for name in lan.namespaces
+        }  # fmt: skip
+        return {
+            "requested": self.network,
+            "mode": self.network_used,
+            "note": self.network_note,
+            "drill": self.address("drill") if lan else LOOPBACK,
+            "hub": self.hub_url if self.hub_port else "",
+            "boxes": {code: box.url for code, box in self.boxes.items()},
+            "hosts": hosts,
+            "namespaces": [] if lan is None else list(lan.created),
+            "links": [lan.root_link] if lan is not None and lan.root_link else [],
+            "left": [] if lan is None else lan.leftovers(),
+        }
 
     @property
     def hub_data(self) -> Path:
@@ -172,6 +246,7 @@ class LocalFederation:
         if self.root.exists():
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True)
+        self._network()
         self.say(
             f"合成データを生成しています（seed={self.seed}、{'短縮' if self.short else '実規模'}）"
         )
@@ -190,7 +265,7 @@ class LocalFederation:
                 self.clerks[code] = self._provision(storage, code)
                 self.subjects[code] = self._subject(code)
                 self.requests[code] = self._requests(code)
-            self.hub_port = free_port()
+            self.hub_port = HUB_PORT if self.lan else free_port()
             for code in TOWNS:
                 self.boxes[code] = self._box(code)
             for box in self.boxes.values():
@@ -270,11 +345,23 @@ class LocalFederation:
         from cloud.faultproxy import FaultProxy
         from shared.sync.identity import Identity
 
-        proxy = FaultProxy("127.0.0.1", self.hub_port, seed=int(code))
+        if self.lan is None:
+            proxy = FaultProxy(LOOPBACK, self.hub_port, seed=int(code))
+            port, peer_port = free_port(), free_port()
+        else:  # the drill's end of the town's line to the hub, on the drill's LAN
+            proxy = FaultProxy(self.address("hub"), self.hub_port, seed=int(code),
+                               listen_host=self.address("drill"), lab=self.lan_network)  # fmt: skip
+            port, peer_port = BOX_PORT, PEER_PORT
         return BoxProcess(
-            code, free_port(), free_port(), self.root / "boxes" / code / "data",
-            Path(), proxy, Identity.generate(),
+            code, port, peer_port, self.root / "boxes" / code / "data",
+            Path(), proxy, Identity.generate(), address=self.address(code),
         )  # fmt: skip
+
+    @property
+    def lan_network(self) -> Any:
+        import ipaddress
+
+        return ipaddress.ip_network(f"{self.address('drill')}/24", strict=False)
 
     def _enrol(self, box: BoxProcess, others: list[BoxProcess]) -> None:
         """The key ceremony's part for one box: its box key certified by the federation
@@ -294,8 +381,9 @@ class LocalFederation:
             sealing_key=key.to_curve25519_private_key().public_key, verify_key=key.verify_key,
             issued_at=now - timedelta(hours=1), expires_at=now + timedelta(days=30),
         ))  # fmt: skip
-        # Discovery stays off (no interface: loopback only); the settings bind the box's
-        # HTTPS certificate into its identity proof and name the federation root.
+        # Discovery stays off (no interface): peers and printers are configured; the
+        # settings bind the box's HTTPS certificate into its identity proof and name the
+        # federation root.
         (box.data / "discovery.json").write_text(json.dumps({
             "tls_cert": str(box.tls / "server.crt"),
             "federation_root": bytes(self.federation_root.verify_key).hex(),
@@ -309,21 +397,25 @@ class LocalFederation:
         finally:
             storage.close()
         (box.data / "sync.json").write_text(json.dumps({
-            "listen": f"127.0.0.1:{box.peer_port}",
-            "peers": [f"http://127.0.0.1:{o.peer_port}" for o in others],
+            "listen": f"{box.address}:{box.peer_port}",
+            "peers": [o.peer_url for o in others],
             "pull_interval_s": 2, "push_delay_s": 0.2, "watch_interval_s": 0.25,
             "backoff_initial_s": 0.5, "backoff_max_s": 3,
         }))  # fmt: skip
 
     # ------------------------------------------------------------------ processes
 
+    def _in(self, host: str, command: list[str]) -> list[str]:
+        """The command line that runs `command` at `host` (in its namespace, if any)."""
+        return command if self.lan is None else self.lan.exec(host, *command)
+
     def _spawn(
-        self, args: list[str], log: Path, env: dict[str, str] | None = None
+        self, args: list[str], log: Path, env: dict[str, str] | None = None, *, host: str
     ) -> subprocess.Popen[bytes]:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", "renkei", *args],
+                self._in(host, [sys.executable, "-m", "renkei", *args]),
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, **self.env, **(env or {})}, start_new_session=True,
             )  # fmt: skip
@@ -342,18 +434,19 @@ class LocalFederation:
         from renkei.commands.demo import _wait_ready
 
         self.hub = self._spawn(
-            ["hub", "--data", str(self.hub_data), "--port", str(self.hub_port)],
+            ["hub", "--data", str(self.hub_data), "--host", self.address("hub"),
+             "--port", str(self.hub_port)],
             self.root / "logs" / "hub.log",
-            {"RENKEI_HUB_PASSPHRASE": self.hub_passphrase},
-        )
+            {"RENKEI_HUB_PASSPHRASE": self.hub_passphrase}, host="hub",
+        )  # fmt: skip
         self._wait(_wait_ready, self.hub_url, self.hub, "hub")
 
     def start_box(self, code: str, *, wait: bool = True) -> None:
         box = self.boxes[code]
         box.process = self._spawn(
-            ["box", "--hub", box.proxy.url, "--town", code, "--port", str(box.port),
-             "--data", str(box.data), "--tls", str(box.tls)],
-            self.root / "logs" / f"box-{code}.log",
+            ["box", "--hub", box.proxy.url, "--town", code, "--host", box.address,
+             "--port", str(box.port), "--data", str(box.data), "--tls", str(box.tls)],
+            self.root / "logs" / f"box-{code}.log", host=code,
         )  # fmt: skip
         if wait:
             self.wait_box(code)
@@ -402,42 +495,61 @@ class LocalFederation:
         for code, box in self.boxes.items():
             spool = self.root / "printers" / code
             spool.mkdir(parents=True)
-            port = free_port()
+            # in the town hall's namespace beside its box, or on loopback
+            port = PRINTER_PORT if self.lan else free_port()
+            host = box.address if self.lan else "localhost"
+            # `-n` makes it listen on that name's addresses, IPv4 and IPv6 — an IPv4 literal
+            # has no IPv6 one and it exits; without `-n` it listens on every address of
+            # the town hall's namespace
+            name = [] if self.lan else ["-n", host]
             log = self.root / "logs" / f"printer-{code}.log"
             with log.open("wb") as out:
                 process = subprocess.Popen(
-                    ["ippeveprinter", "-c", "/bin/true", "-d", str(spool), "-k",
-                     "-p", str(port), "-n", "localhost", "-f", "application/pdf",
-                     f"RenkeiDrill{code}{port}"],
+                    self._in(code, ["ippeveprinter", "-c", "/bin/true", "-d", str(spool), "-k",
+                                    "-p", str(port), *name, "-f", "application/pdf",
+                                    f"RenkeiDrill{code}{port}"]),
                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     cwd=spool, start_new_session=True,
                 )  # fmt: skip
-            if not _wait_port(port, process):
+            if not _wait_port(box.address, port, process):
                 self.printers_error = f"ippeveprinter が起動しません（{log}）"
                 _kill_group(process)
                 continue
             box.printer = Printer(
-                f"ipp://localhost:{port}/ipp/print", spool, process, f"RenkeiDrill{code}{port}"
+                f"ipp://{host}:{port}/ipp/print", spool, process, f"RenkeiDrill{code}{port}"
             )
 
     # ------------------------------------------------------------------ teardown
 
     def close(self) -> None:
-        processes = [b.process for b in self.boxes.values()] + [self.hub]
-        processes += [b.printer.process for b in self.boxes.values() if b.printer]
-        for process in processes:
-            if process is not None and process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            if process is None:
-                continue
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                _kill_group(process)
-        self._remove_printer_queues()
-        self._stack.close()
+        try:
+            processes = [b.process for b in self.boxes.values()] + [self.hub]
+            processes += [b.printer.process for b in self.boxes.values() if b.printer]
+            for process in processes:
+                if process is not None and process.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGTERM)
+            for process in processes:
+                if process is None:
+                    continue
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    _kill_group(process)
+            self._remove_printer_queues()
+            self._stack.close()
+        finally:  # also when interrupted while stopping the processes
+            self._close_network()
+
+    def _close_network(self) -> None:
+        """Every namespace and veth of the drill goes, whatever happened before."""
+        if self.lan is None:
+            return
+        try:
+            self.lan.close()
+        except netns.NetnsError as exc:
+            self.network_note = str(exc)
+            self.say(f"後片付けに失敗しました: {exc}")
 
     def _remove_printer_queues(self) -> None:
         """The boxes offered the drill's printers as CUPS queues (edge.discovery); the
@@ -464,13 +576,15 @@ def _kill_group(process: subprocess.Popen[bytes] | None) -> float:
     return at
 
 
-def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20) -> bool:
+def _wait_port(
+    host: str, port: int, process: subprocess.Popen[bytes], timeout: float = 20
+) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return True
         except OSError:
             time.sleep(0.1)

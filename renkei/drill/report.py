@@ -16,7 +16,10 @@ JSON shape (stable; tests/drill reads it):
                 "newest_visible", "hub_as_of", "shown_as_of", "note",
                 "recovery_target_s", "recovery_ok", "data_loss_ok"}],
      "human_steps": {"count", "by_kind": {kind: n}, "steps": [...]},
-     "targets": {"recovery_s": {case: s}, "data_loss_s": s}}
+     "targets": {"recovery_s": {case: s}, "data_loss_s": s},
+     "network": {"requested", "mode": "netns" | "loopback", "note", "drill", "hub", "boxes",
+                 "hosts": {name: {"namespace", "address"}}, "namespaces", "links", "left"}
+                 | null (--against)}
 """
 
 # ruff: noqa: E501 — the evidence and report lines are Japanese sentences, kept whole for grep
@@ -83,6 +86,7 @@ def build(drill: Any, *, mode: str = "local", profile: str = "short") -> dict[st
             "data_loss_ok": loss is not None and loss <= DATA_LOSS_TARGET_S,
         })  # fmt: skip
     steps = raw["human_steps"]
+    fed = getattr(drill, "fed", None)
     return {
         "kind": "renkei-drill",
         "version": 1,
@@ -101,7 +105,22 @@ def build(drill: Any, *, mode: str = "local", profile: str = "short") -> dict[st
             "steps": steps,
         },
         "targets": {"recovery_s": RECOVERY_TARGET_S, "data_loss_s": DATA_LOSS_TARGET_S},
+        "network": fed.network_summary() if mode == "local" and fed is not None else None,
     }
+
+
+def network_line(report: dict[str, Any]) -> str:
+    net = report.get("network")
+    if not net:
+        return ""
+    if net["mode"] == "netns":
+        line = (f"ネットワーク: 名前空間（ハブ・町村ごとの役場 LAN、訓練端末 {net['drill']}、"
+                f"ハブ {net['hub']}）")
+    else:
+        line = "ネットワーク: ループバック（127.0.0.1）" + (f" — {net['note']}" if net["note"] else "")
+    if net["left"]:
+        line += f"　後片付けに失敗: {', '.join(net['left'])}"
+    return line
 
 
 def _iso(at: float) -> str:
@@ -118,6 +137,8 @@ def _seconds(value: float | None) -> str:
 def text(report: dict[str, Any]) -> str:
     lines = [f"連携 訓練報告（{report['mode']}、{report['profile']}）"
              f" {report['started']} 〜 {report['finished']}（{report['seconds']} 秒）"]  # fmt: skip
+    if network_line(report):
+        lines.append(network_line(report))
     if report["error"]:
         lines.append(f"中断: {report['error']}")
     for town, data in report["towns"].items():
@@ -188,6 +209,7 @@ def to_html(report: dict[str, Any]) -> str:
         "</style></head><body>",
         f"<h1>連携 訓練報告</h1><p>{e(report['mode'])}・{e(report['profile'])}　"
         f"{e(report['started'])} 〜 {e(report['finished'])}（{report['seconds']} 秒）</p>",
+        f"<p>{e(network_line(report))}</p>" if network_line(report) else "",
     ]
     if report["error"]:
         parts.append(f"<p class='r×'>中断: {e(report['error'])}</p>")

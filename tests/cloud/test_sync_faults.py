@@ -4,6 +4,7 @@ duplicate and no damaged store."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from pathlib import Path
 
@@ -50,6 +51,13 @@ def test_the_proxy_only_joins_loopback_addresses() -> None:
         FaultProxy("192.0.2.1", 80)
     with pytest.raises(ProxyError):
         FaultProxy("127.0.0.1", 80, listen_host="0.0.0.0")
+    # a namespace LAN the caller made widens it to that network only, and only if private
+    lab = ipaddress.ip_network("10.231.7.0/24")
+    FaultProxy("10.231.7.2", 80, listen_host="10.231.7.1", lab=lab)
+    with pytest.raises(ProxyError):
+        FaultProxy("10.231.8.2", 80, listen_host="10.231.7.1", lab=lab)
+    with pytest.raises(ProxyError):
+        FaultProxy("198.51.100.1", 80, lab=ipaddress.ip_network("8.8.8.0/24"))
 
 
 def test_the_proxy_forwards_duplicates_drops_and_cuts_as_told() -> None:

@@ -5,15 +5,18 @@ every row ○ for the town with each document cited — and the verdict rules an
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from drill_run import REPO, rows_of, run_drill
 
+from renkei import netns
 from renkei.drill.against import NotDrillMode, require_drill_document
 from renkei.drill.evidence import FAIL, PASS, UNVERIFIED, Check, RowResult, unverified
 from renkei.drill.rows import ROWS
@@ -99,10 +102,48 @@ def test_each_case_has_a_recovery_time_data_loss_and_counted_human_steps(
     assert page.count("<svg") == 2 and "<script" not in page and "根拠" in page
 
 
+def test_the_federation_ran_on_the_namespace_lan_it_made_and_left_nothing_of_it(
+    drill: tuple[int, dict[str, Any], Path],
+) -> None:
+    """By default (auto) the drill runs in network namespaces wherever one can be made
+    here (CI runs as root): the hub and each town hall on their own, reached at their LAN
+    addresses — the set-up row's health and identity requests, the printing at the host
+    town — and every namespace and veth gone afterwards."""
+    _, report, _ = drill
+    net = report["network"]
+    assert net["requested"] == "auto"
+    if netns.unavailable():
+        assert net["mode"] == "loopback" and net["note"], net
+        return
+    assert net["mode"] == "netns", net
+    lan = ipaddress.ip_network(f"{net['drill']}/24", strict=False)
+    assert lan.is_private and not ipaddress.ip_address(net["drill"]).is_loopback
+    for code, url in net["boxes"].items():
+        address = urlsplit(url).hostname
+        assert address == net["hosts"][code]["address"] and ipaddress.ip_address(address) in lan
+    assert urlsplit(net["hub"]).hostname == net["hosts"]["hub"]["address"]
+    rows = rows_of(report, TOWN)
+    seen = [e["text"] for c in rows[3]["checks"] for e in c["evidence"]]
+    assert any(t.startswith(f"GET {net['boxes'][TOWN]}/api/health → 200") for t in seen), seen
+    assert any("/api/identity → 200" in t for t in seen), seen
+    host = report_case_host(report, "case2")
+    printed = [e["text"] for c in rows[17]["checks"] for e in c["evidence"]]
+    printer = f"ipp://{net['hosts'][host]['address']}:"
+    assert any(printer in t and "受け取りました" in t for t in printed), printed
+    assert net["left"] == []
+    assert not set(net["namespaces"]) & set(netns.namespaces())
+    assert not set(net["links"]) & set(netns.links())
+
+
+def report_case_host(report: dict[str, Any], situation: str) -> str:
+    return next(c["host"] for c in report["cases"]
+                if c["town"] == TOWN and c["situation"] == situation)  # fmt: skip
+
+
 def test_the_drill_command_has_help() -> None:
     done = subprocess.run([sys.executable, "-m", "renkei", "drill", "--help"],
                           capture_output=True, text=True, cwd=REPO, check=True)  # fmt: skip
-    assert "--against" in done.stdout and "--json" in done.stdout
+    assert "--against" in done.stdout and "--json" in done.stdout and "--network" in done.stdout
 
 
 # ---------------------------------------------------------------------------- verdicts
