@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from cloud.intake_queue import anchor, place_applications
 from cloud.operators import LOGIN_COOKIE, SESSION_COOKIE, Operators, OperatorSession, same_token
 from cloud.store import TownStore, known_towns
 from shared.blobs import BlobError, open_blob, read_header
@@ -89,6 +90,13 @@ def store_export(storage: Storage, town: str, name: str, blob: bytes) -> str:
 def open_intake(blob: bytes, keyring: Any, box_key: VerifyKey) -> list[dict[str, Any]]:
     """The intake applications of a sealed export (signature by the box, files checked
     against the manifest). Raises BlobError or ValueError."""
+    return open_export_intake(blob, keyring, box_key)[1]
+
+
+def open_export_intake(
+    blob: bytes, keyring: Any, box_key: VerifyKey
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(manifest, intake applications) of a sealed export, checked as `open_intake`."""
     header = read_header(blob)
     _, data = open_blob(
         blob,
@@ -102,7 +110,11 @@ def open_intake(blob: bytes, keyring: Any, box_key: VerifyKey) -> list[dict[str,
     if hashlib.sha256(intake).hexdigest() != manifest["files"]["intake.json"]["sha256"]:
         raise ValueError("intake.json does not match the manifest")
     rows: list[dict[str, Any]] = json.loads(intake)
-    return rows
+    if not isinstance(manifest, dict) or not isinstance(rows, list):
+        raise ValueError("the manifest or intake.json is not what an export holds")
+    if not all(isinstance(r, dict) and isinstance(r.get("number"), str) for r in rows):
+        raise ValueError("an application in intake.json has no 受付番号")
+    return manifest, rows
 
 
 class HubScreens:
@@ -271,7 +283,10 @@ class HubScreens:
                     "name": key[2],
                     **meta,
                     "applications": None,
+                    "handoff": False,
+                    "box_key": "",
                     "why": "",
+                    "anchor": anchor(code, key[2]),
                 }
                 box_key = self._box_key(request, str(meta["box"]))
                 if box_key is None:
@@ -283,11 +298,15 @@ class HubScreens:
                         entry["why"] = "鍵の保管ファイルが開かれていないため、開けません。"
                     else:
                         try:
-                            entry["applications"] = open_intake(blob, custody.rings[code], box_key)
+                            manifest, rows = open_export_intake(blob, custody.rings[code], box_key)
+                            entry["applications"] = rows
+                            entry["handoff"] = manifest.get("handoff") == "intake"
+                            entry["box_key"] = bytes(box_key).hex()
                         except (BlobError, ValueError, KeyError) as exc:
                             log.warning("export %s/%s does not open: %s", code, key[2], exc)
                             entry["why"] = "ファイルを検証できません（改ざん・別の町・鍵違い）。"
                 exports.append(entry)
+        place_applications(exports)
         exports.sort(key=lambda e: -float(e["received_at"]))
         return self.render("operator/intake.html", session=session, exports=exports)
 

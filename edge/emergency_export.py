@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge.boxkey import box_signing_key
 from edge.exports import seal_export
-from edge.intake import IntakeBook
+from edge.intake import Application, IntakeBook
 from edge.provisional import ProvisionalBook
 from shared.issuance.codec import encode
 from shared.issuance.registers import IssuanceRegister, daily_report
@@ -84,8 +84,16 @@ def archive(
     worker: TownWorker, clerk: ClerkSession, register_storage: Storage, form: dict[str, Any]
 ) -> tuple[str, bytes, dict[str, Any]]:
     """(name, ZIP bytes, manifest) of the export."""
+    return town_archive(worker.town, worker.box_id, clerk.login_id, register_storage, form)
+
+
+def town_archive(
+    town: str, box_id: str, created_by: str, register_storage: Storage, form: dict[str, Any]
+) -> tuple[str, bytes, dict[str, Any]]:
+    """`archive` for a town's registers on box `box_id`, made by clerk `created_by` (the
+    worker's part is only naming them, so the hub's tests build real exports too)."""
     now = datetime.now(JST)
-    register = IssuanceRegister(register_storage, worker.town)
+    register = IssuanceRegister(register_storage, town)
     entries = register.entries()
     voided = register.voided()
     days = sorted({e.day for e in entries})
@@ -113,11 +121,11 @@ def archive(
             {d.isoformat(): [encode(line) for line in daily_report(valid, d)] for d in days}
         ),
     }
-    intake = IntakeBook(register_storage, worker.town, worker.box_id)
+    intake = IntakeBook(register_storage, town, box_id)
     applications = intake.applications()
     files["intake.json"] = _json([a.to_json() for a in applications])
     files["intake.csv"] = intake.export_csv()
-    provisional = ProvisionalBook(register_storage, worker.town, worker.box_id)
+    provisional = ProvisionalBook(register_storage, town, box_id)
     changes = provisional.changes()
     files["provisional-changes.json"] = _json([c.to_json() for c in changes])
     files["provisional-changes.csv"] = provisional.export_csv()
@@ -135,11 +143,11 @@ def archive(
     manifest = {
         "format": FORMAT,
         "version": 1,
-        "town": worker.town,
-        "box": worker.box_id,
+        "town": town,
+        "box": box_id,
         "host_town": str(form.get("host_town", "")),
         "created_at": now.isoformat(),
-        "created_by": clerk.login_id,
+        "created_by": created_by,
         "case": str(form.get("case", "")),
         "activations": [str(a) for a in form.get("activations", [])],
         "files": {
@@ -153,7 +161,7 @@ def archive(
         zf.writestr("manifest.json", _json(manifest))
         for name, data in sorted(files.items()):
             zf.writestr(name, data)
-    name = f"renkei-export-{worker.town}-{now:%Y%m%d-%H%M%S}"
+    name = f"renkei-export-{town}-{now:%Y%m%d-%H%M%S}"
     return name, buffer.getvalue(), manifest
 
 
@@ -179,19 +187,35 @@ def intake_handoff(worker: TownWorker, register_storage: Storage, number: str) -
     the box and handed to the hub at the first pull that reaches it (`push_exports`), so
     the hub's intake queue learns of it when the hub is reachable again — without
     waiting for the end of the emergency. Same format and seal as the end's export (the
-    hub's `open_intake` reads both); the end's export still carries every application."""
+    hub's `open_intake` reads both); the end's export still carries every application,
+    and the hub lists each application once (cloud/intake_queue.py)."""
     assert worker.keyring is not None
     found = [a for a in IntakeBook(register_storage, worker.town, worker.box_id).applications()
              if a.number == number]  # fmt: skip
     if not found:
         raise ValueError("no such application")
+    name, data = handoff_archive(worker.town, worker.box_id, found[0])
+    sealed = seal_export(
+        data,
+        "emergency",
+        name,
+        worker.keyring.public,
+        worker.box_id,
+        box_signing_key(worker.data_dir),
+    )
+    return {"name": name, "sealed": sealed.hex()}
+
+
+def handoff_archive(town: str, box_id: str, application: Application) -> tuple[str, bytes]:
+    """(name, ZIP bytes) of one application's hand-over; the manifest says
+    "handoff": "intake" so the hub can tell it from the end's export."""
     now = datetime.now(JST)
-    intake = _json([found[0].to_json()])
+    intake = _json([application.to_json()])
     manifest = {
         "format": FORMAT,
         "version": 1,
-        "town": worker.town,
-        "box": worker.box_id,
+        "town": town,
+        "box": box_id,
         "handoff": "intake",
         "created_at": now.isoformat(),
         "files": {"intake.json": {"sha256": hashlib.sha256(intake).hexdigest(), "rows": 1}},
@@ -201,16 +225,7 @@ def intake_handoff(worker: TownWorker, register_storage: Storage, number: str) -
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("manifest.json", _json(manifest))
         zf.writestr("intake.json", intake)
-    name = f"renkei-intake-{number}"
-    sealed = seal_export(
-        buffer.getvalue(),
-        "emergency",
-        name,
-        worker.keyring.public,
-        worker.box_id,
-        box_signing_key(worker.data_dir),
-    )
-    return {"name": name, "sealed": sealed.hex()}
+    return f"renkei-intake-{application.number}", buffer.getvalue()
 
 
 def read_archive(data: bytes, town: str) -> zipfile.ZipFile:
