@@ -1,9 +1,12 @@
 """`renkei demo`: a whole local federation on 127.0.0.1 — generate, import, hub, boxes.
 
 Runs the hub and one box per town as separate processes (the same commands an
-installation runs), prints their URLs, and waits for Ctrl-C. `--exit-when-ready` stops
-once every process answers; `--smoke-test` also runs a real search over HTTP on every
-box for a resident of its town and fails loudly if the resident is not found.
+installation runs), each box enrolled with a one-time token as IT staff enrol one
+(renkei/demo_enrolment.py), prints their URLs, and waits for Ctrl-C. Each process logs
+to DIR/logs/. `--exit-when-ready` stops once every process answers; `--smoke-test` also
+runs a real search over HTTP on every box for a resident of its town, then waits for the
+hub to hold each box's newest audit chain head and reads the logs for refused anchors,
+and fails loudly if any of that does not hold.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
+
+if TYPE_CHECKING:
+    from nacl.signing import VerifyKey
 
 TOWN_CODES = ("15307", "15405", "15581")
 
@@ -61,11 +67,16 @@ def _demo_password(rng: secrets.SystemRandom) -> str:
     return "-".join(rng.sample(words, 3)) + f"-{rng.randrange(1000, 9999)}"
 
 
-def _prepare(workdir: Path, seed: int) -> tuple[Path, str, list[tuple[str, str, str, str]]]:
+def _prepare(
+    workdir: Path, seed: int
+) -> tuple[Path, str, list[tuple[str, str, str, str]], VerifyKey]:
+    """The towns generated and imported at the hub, demo clerks' passwords, and the key
+    ceremony for box enrolment (the boxes themselves enrol once the hub answers)."""
     from cloud.app import hub_db_path
     from cloud.custody import Custody
     from cloud.importer import import_export
     from cloud.synthetic import generate
+    from renkei.demo_enrolment import hold_ceremony
     from shared.export_csv import write_export
     from shared.storage import SqliteStorage
 
@@ -82,7 +93,6 @@ def _prepare(workdir: Path, seed: int) -> tuple[Path, str, list[tuple[str, str, 
     credentials_file = workdir / "demo-credentials.json"
     try:
         report = import_export(export_dir, storage, custody=custody)
-        _enrol_demo_boxes(workdir, storage)
         if credentials_file.exists():
             credentials = [tuple(c) for c in json.loads(credentials_file.read_text())]
         else:
@@ -95,22 +105,9 @@ def _prepare(workdir: Path, seed: int) -> tuple[Path, str, list[tuple[str, str, 
     _say(report.summary())
     if not report.ok:
         raise SystemExit(1)
-    return data_dir, passphrase, credentials
-
-
-def _enrol_demo_boxes(workdir: Path, storage: Any) -> None:
-    """Each box's sync identity, admitted at the hub (what enrolment will do)."""
-    from cloud.sync_api import enrol_peer
-    from shared.storage import SqliteStorage
-    from shared.sync.replica import load_or_create_identity
-
-    for code in TOWN_CODES:
-        box = SqliteStorage(workdir / "boxes" / code / "data" / "replica.db")
-        try:
-            peer = load_or_create_identity(box).writer_id
-        finally:
-            box.close()
-        enrol_peer(storage, peer, name=f"box-{code}", town=code)
+    ceremony_passphrase = _demo_secret(workdir / "demo-ceremony-passphrase")
+    root = hold_ceremony(workdir, data_dir, passphrase, ceremony_passphrase)
+    return data_dir, passphrase, credentials, root
 
 
 def _provision_demo_clerks(
@@ -135,7 +132,11 @@ def _provision_demo_clerks(
     return chosen
 
 
-def _issue_tls(workdir: Path, box_urls: dict[str, str]) -> tuple[Path, dict[str, Path]]:
+def _issue_tls(
+    workdir: Path, box_urls: dict[str, str], *, into: Path | None = None
+) -> tuple[Path, dict[str, Path]]:
+    """The federation CA (made once) and a server certificate for each box, written to
+    `into`/TOWN (the demo's ceremony folder) or else to the box's own TLS folder."""
     from edge.tls import create_ca, issue_server_cert, write_server_files
 
     ca_file = workdir / "ca" / "renkei-ca.crt"
@@ -154,7 +155,7 @@ def _issue_tls(workdir: Path, box_urls: dict[str, str]) -> tuple[Path, dict[str,
         cert, key = issue_server_cert(
             ca_file.read_bytes(), ca_key.read_bytes(), [f"box-{code}.renkei.lan"], [address]
         )
-        folders[code] = workdir / "boxes" / code / "tls"
+        folders[code] = into / code if into else workdir / "boxes" / code / "tls"
         write_server_files(folders[code], cert, key)
     return ca_file, folders
 
@@ -242,39 +243,88 @@ def _demo_font_env(workdir: Path) -> dict[str, str]:
     return {**os.environ, FONT_DIR_ENV: str(font_dir)}
 
 
+REFUSED_ANCHORS = ("anchors refused", "refused the audit anchors")  # hub's and box's words
+
+
+def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A process logging to `log` (fresh each run, so the smoke test reads this run's)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _check_anchoring(data_dir: Path, boxes: list[Any], logs: list[Path]) -> bool:
+    """The hub holds each box's newest audit chain head (it takes heads only from an
+    enrolled box), and no log says anchors were refused."""
+    from renkei.demo_enrolment import wait_anchored
+
+    behind = wait_anchored(data_dir, boxes)
+    for box in boxes:
+        mark = "NG" if box.name in behind else "OK"
+        _say(f"[{mark}] {box.name} 監査ログの先頭をハブが保管（登録済みのボックスとして）")
+    refusals = [
+        f"{log.name}: {line.strip()}"
+        for log in logs
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
+        if any(marker in line for marker in REFUSED_ANCHORS)
+    ]
+    _say(f"[{'NG' if refusals else 'OK'}] 監査ログの先頭の拒否: {len(refusals)}件")
+    for line in refusals[:10]:
+        _say(f"    {line}")
+    return not behind and not refusals
+
+
 def run(args: argparse.Namespace) -> int:
+    from renkei.demo_enrolment import DemoBox, DemoEnrolmentError, enrol_boxes
+
     workdir: Path = args.dir
-    data_dir, passphrase, credentials = _prepare(workdir, args.seed)
+    data_dir, passphrase, credentials, root = _prepare(workdir, args.seed)
     hub_url = f"http://127.0.0.1:{args.port}"
     box_urls = {
         code: f"https://127.0.0.1:{args.port + 1 + i}" for i, code in enumerate(TOWN_CODES)
     }
-    ca_file, tls_folders = _issue_tls(workdir, box_urls)
+    # The ceremony's TLS material (the USB stick), handed to each box at enrolment.
+    ca_file, staged = _issue_tls(workdir, box_urls, into=workdir / "ceremony")
+    boxes = [
+        DemoBox(code, workdir / "boxes" / code / "data", workdir / "boxes" / code / "tls",
+                staged[code])
+        for code in TOWN_CODES
+    ]  # fmt: skip
     box_env = _demo_font_env(workdir)
     renkei = [sys.executable, "-m", "renkei"]
+    logs = [workdir / "logs" / "hub.log", *(workdir / "logs" / f"{b.name}.log" for b in boxes)]
     with _processes() as started:
         hub_cmd = [*renkei, "hub", "--data", str(data_dir), "--port", str(args.port)]
         hub_env = {**os.environ, "RENKEI_HUB_PASSPHRASE": passphrase}  # the operator's part
-        started.append(subprocess.Popen(hub_cmd, env=hub_env))
+        started.append(_spawn(hub_cmd, hub_env, logs[0]))
         _wait_ready(hub_url, started[-1], ca_file)
-        for code, url in box_urls.items():
-            port = url.rsplit(":", 1)[1]
+        try:
+            enrolled = enrol_boxes(hub_url, data_dir, passphrase, root, ca_file, boxes)
+        except DemoEnrolmentError as exc:
+            _say(f"連携ボックスを登録できませんでした: {exc}")
+            return 1
+        for name in enrolled:
+            _say(f"{name} を登録しました（ワンタイムトークン → renkei enroll）")
+        for box, url, log in zip(boxes, box_urls.values(), logs[1:], strict=True):
             box_cmd = [
-                *renkei, "box", "--hub", hub_url, "--town", code, "--port", port,
-                "--data", str(workdir / "boxes" / code / "data"), "--tls", str(tls_folders[code]),
-            ]
-            started.append(subprocess.Popen(box_cmd, env=box_env))
+                *renkei, "box", "--hub", hub_url, "--town", box.town,
+                "--port", url.rsplit(":", 1)[1], "--data", str(box.data), "--tls", str(box.tls),
+            ]  # fmt: skip
+            started.append(_spawn(box_cmd, box_env, log))
         for process, url in zip(started[1:], box_urls.values(), strict=True):
             _wait_ready(url, process, ca_file)
         _say(f"ハブ: {hub_url}/")
         for code, url in box_urls.items():
             _say(f"連携ボックス {code}: {url}/   （box-{code}.renkei.lan）")
         _say(f"連携CAのルート証明書（端末に登録してください）: {ca_file}")
+        _say(f"ログ: {workdir / 'logs'}")
         _say("デモ用の職員ID・パスワード:")
         for code, login_id, password, name in credentials:
             _say(f"  {code}  {login_id:24} {password:32} {name}")
         if args.smoke_test:
-            return 0 if _smoke_test(workdir, box_urls, ca_file, credentials) else 1
+            searched = _smoke_test(workdir, box_urls, ca_file, credentials)
+            anchored = _check_anchoring(data_dir, boxes, logs)
+            return 0 if searched and anchored else 1
         if args.exit_when_ready:
             return 0
         _say("終了するには Ctrl-C を押してください。")

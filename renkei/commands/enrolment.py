@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -130,32 +129,18 @@ def _hex_or_file(value: str) -> str:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    from cloud.enrolment import EnrolmentError, Registry, create_issuer_key
+    from cloud.ceremony import init_issuer
+    from cloud.enrolment import EnrolmentError
     from renkei.commands.import_ import hub_passphrase
 
     try:
         root = _hex_or_file(args.root)
     except (OSError, ValueError) as exc:
         return _refused(ValueError(f"--root: {exc}"))
-    registry = Registry(args.data / "hub.db")
     try:
-        pinned = registry.setting("root")
-        if pinned is not None and pinned != root:
-            return _refused(ValueError("a different federation root is already pinned"))
-        key = create_issuer_key(args.data, hub_passphrase())
-        registry.set_setting("root", root)
-        registry.set_setting("issuer_key", bytes(key.verify_key).hex())
+        request = init_issuer(args.data, root, hub_passphrase())
     except EnrolmentError as exc:
         return _refused(exc)
-    finally:
-        registry.close()
-    request = {
-        "kind": "renkei-enrolment-issuer-request/1",
-        "subject": "hub",
-        "ed25519": bytes(key.verify_key).hex(),
-        "x25519": bytes(key.verify_key.to_curve25519_public_key()).hex(),
-        "federation_root": root,
-    }
     args.request.write_text(json.dumps(request, indent=1) + "\n")
     print(f"登録用の鍵を作成しました。認証依頼: {args.request}（鍵の儀式で certify してください）")
     return 0
@@ -178,25 +163,13 @@ def _root_signing_key(path: Path) -> Any:
 
 
 def run_certify(args: argparse.Namespace) -> int:
-    from nacl.public import PublicKey
-    from nacl.signing import VerifyKey
-
-    from shared.crypto import CryptoError, FederationRoot, issue_issuer_certificate
+    from cloud.ceremony import certify_request
+    from shared.crypto import CryptoError, FederationRoot
 
     try:
         request = json.loads(args.request.read_text())
         root = FederationRoot(_root_signing_key(args.root_key))
-        if request.get("federation_root") not in (None, bytes(root.verify_key).hex()):
-            raise ValueError("the request pins another federation root")
-        now = datetime.now(UTC)
-        cert = issue_issuer_certificate(
-            root,
-            VerifyKey(bytes.fromhex(request["ed25519"])),
-            PublicKey(bytes.fromhex(request["x25519"])),
-            subject=str(request.get("subject", "hub")),
-            issued_at=now - timedelta(minutes=5),
-            expires_at=now + timedelta(days=args.days),
-        )
+        cert = certify_request(request, root, args.days)
     except (OSError, ValueError, KeyError, CryptoError) as exc:
         return _refused(exc)
     args.out.write_bytes(cert.to_bytes())
@@ -208,17 +181,14 @@ def run_certify(args: argparse.Namespace) -> int:
 
 
 def run_install(args: argparse.Namespace) -> int:
-    from cloud.enrolment import EnrolmentError, Registry, verify_issuer_for
+    from cloud.ceremony import install_issuer
+    from cloud.enrolment import EnrolmentError
     from shared.crypto import Certificate, CryptoError
 
-    registry = Registry(args.data / "hub.db")
     try:
-        cert = verify_issuer_for(registry, Certificate.from_bytes(args.certificate.read_bytes()))
-        registry.set_setting("issuer", json.dumps(cert.to_json()))
+        cert = install_issuer(args.data, Certificate.from_bytes(args.certificate.read_bytes()))
     except (EnrolmentError, CryptoError, OSError) as exc:
         return _refused(exc)
-    finally:
-        registry.close()
     print(
         f"登録用の証明書を設置しました（期限 {cert.expires_at:%Y-%m-%d}）。"
         "ハブを再起動すると登録を受け付けます。"
@@ -240,7 +210,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return registry, SqliteStorage(args.data / "hub.db"), key
 
 
-def _staged_tls(folder: Path | None) -> dict[str, str] | None:
+def staged_tls(folder: Path | None) -> dict[str, str] | None:
     if folder is None:
         return None
     tls = {
@@ -259,7 +229,7 @@ def run_token(args: argparse.Namespace) -> int:
         print("--stick には --hub-url が必要です / --stick needs --hub-url", file=sys.stderr)
         return 2
     try:
-        tls = _staged_tls(args.tls_dir)
+        tls = staged_tls(args.tls_dir)
         registry, storage, key = _open(args)
     except (EnrolmentError, OSError) as exc:
         return _refused(exc)
