@@ -253,12 +253,14 @@ def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def _check_anchoring(data_dir: Path, boxes: list[Any], logs: list[Path]) -> bool:
+def _check_anchoring(
+    data_dir: Path, boxes: list[Any], logs: list[Path], timeout_s: float = 90.0
+) -> bool:
     """The hub holds each box's newest audit chain head (it takes heads only from an
     enrolled box), and no log says anchors were refused."""
     from renkei.demo_enrolment import wait_anchored
 
-    behind = wait_anchored(data_dir, boxes)
+    behind = wait_anchored(data_dir, boxes, timeout_s)
     for box in boxes:
         mark = "NG" if box.name in behind else "OK"
         _say(f"[{mark}] {box.name} 監査ログの先頭をハブが保管（登録済みのボックスとして）")
