@@ -169,9 +169,14 @@ def build(
     worker: TownWorker, clerk: ClerkSession, register_storage: Storage, form: dict[str, Any]
 ) -> dict[str, Any]:
     """The sealed export, as the worker answers the front: {name, sealed (hex), manifest}."""
-    assert worker.keyring is not None
     name, data, manifest = archive(worker, clerk, register_storage, form)
-    sealed = seal_export(
+    return {"name": name, "sealed": _sealed(worker, name, data).hex(), "manifest": manifest}
+
+
+def _sealed(worker: TownWorker, name: str, data: bytes) -> bytes:
+    """An export sealed to the town and signed with the box's key."""
+    assert worker.keyring is not None
+    return seal_export(
         data,
         "emergency",
         name,
@@ -179,7 +184,6 @@ def build(
         worker.box_id,
         box_signing_key(worker.data_dir),
     )
-    return {"name": name, "sealed": sealed.hex(), "manifest": manifest}
 
 
 def intake_handoff(worker: TownWorker, register_storage: Storage, number: str) -> dict[str, Any]:
@@ -189,21 +193,12 @@ def intake_handoff(worker: TownWorker, register_storage: Storage, number: str) -
     waiting for the end of the emergency. Same format and seal as the end's export (the
     hub's `open_intake` reads both); the end's export still carries every application,
     and the hub lists each application once (cloud/intake_queue.py)."""
-    assert worker.keyring is not None
     found = [a for a in IntakeBook(register_storage, worker.town, worker.box_id).applications()
              if a.number == number]  # fmt: skip
     if not found:
         raise ValueError("no such application")
     name, data = handoff_archive(worker.town, worker.box_id, found[0])
-    sealed = seal_export(
-        data,
-        "emergency",
-        name,
-        worker.keyring.public,
-        worker.box_id,
-        box_signing_key(worker.data_dir),
-    )
-    return {"name": name, "sealed": sealed.hex()}
+    return {"name": name, "sealed": _sealed(worker, name, data).hex()}
 
 
 def handoff_archive(town: str, box_id: str, application: Application) -> tuple[str, bytes]:

@@ -10,7 +10,6 @@ box's IntakeBook, sealed with the box's key and posted to a real hub server."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -41,7 +40,9 @@ PASSPHRASE = "operator passphrase for the intake queue"
 
 
 @pytest.fixture
-def hub(tmp_path: Path, small_export_dir: Path) -> Iterator[tuple[str, Custody, SigningKey]]:
+def hub(
+    tmp_path: Path, small_export_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Custody, SigningKey]]:
     data = tmp_path / "hub"
     storage = SqliteStorage(hub_db_path(data))
     custody = Custody.create()
@@ -52,16 +53,9 @@ def hub(tmp_path: Path, small_export_dir: Path) -> Iterator[tuple[str, Custody, 
     registry = Registry(hub_db_path(data))
     box_key = _enrol(registry, FederationRoot.generate(), "seiro-1", TOWN)
     registry.close()
-    before = os.environ.get("RENKEI_HUB_PASSPHRASE")
-    os.environ["RENKEI_HUB_PASSPHRASE"] = PASSPHRASE
-    try:
-        with serve(create_app(data)) as url:
-            yield url, custody, box_key
-    finally:
-        if before is None:
-            os.environ.pop("RENKEI_HUB_PASSPHRASE", None)
-        else:
-            os.environ["RENKEI_HUB_PASSPHRASE"] = before
+    monkeypatch.setenv("RENKEI_HUB_PASSPHRASE", PASSPHRASE)  # the custody opens
+    with serve(create_app(data)) as url:
+        yield url, custody, box_key
 
 
 def _take(book: IntakeBook, name: str, at: datetime) -> Application:
