@@ -275,7 +275,8 @@ def create_app(config: BoxConfig) -> Starlette:
     revocations = RevocationStore(config.data_dir, pinned_root)
     lan.revoked = revocations.reason
     revocation_fetcher = RevocationFetcher(
-        revocations, config.hub_url, lambda: lan.monitor.verified() if lan.monitor else []
+        revocations, config.hub_url, lambda: lan.monitor.verified() if lan.monitor else [],
+        interval_s=lan.settings.revocation_interval_s,
     )
 
     @contextlib.asynccontextmanager

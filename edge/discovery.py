@@ -29,7 +29,8 @@ folder (docs/discovery.md):
      "ca_file": "...", "name": "...", "lpadmin": "lpadmin",
      "printer_queues": true,                   offer printers found as CUPS queues
      "printers_allowed": ["聖籠町役場 2階 複合機", "<printer UUID>"],   [] = any printer
-     "liveness_interval_s": 8, "liveness_timeout_s": 4, "liveness_failures": 2}
+     "liveness_interval_s": 8, "liveness_timeout_s": 4, "liveness_failures": 2,
+     "revocation_interval_s": 30}              how often to ask for a newer revocation list
 
 Events (discovered, verified, unknown, refused, gone, handed_over, printer_queue, ...) go
 to `lan-journal.jsonl` in the data folder for the IT staff, and to GET /api/lan.
@@ -89,6 +90,7 @@ IPPS = "_ipps._tcp.local."
 SETTINGS_FILE = "discovery.json"
 JOURNAL_FILE = "lan-journal.jsonl"
 JOURNAL_MAX_BYTES = 1_000_000
+MIN_REVOCATION_INTERVAL_S = 1.0
 MAX_TXT_ENTRY = 255  # one DNS character-string
 
 
@@ -118,6 +120,14 @@ class DiscoverySettings:
     liveness_timeout_s: float = 4.0
     liveness_failures: int = 2
     recheck_s: float = 30.0
+    revocation_interval_s: float = 30.0  # edge/revocations.py: hub, then verified peers
+
+    def __post_init__(self) -> None:
+        # A shorter round would have every box of the LAN hammer the hub and its peers.
+        if not self.revocation_interval_s >= MIN_REVOCATION_INTERVAL_S:
+            raise DiscoveryError(
+                f"revocation_interval_s must be at least {MIN_REVOCATION_INTERVAL_S:g} s"
+            )
 
     @property
     def enabled(self) -> bool:

@@ -30,7 +30,10 @@ from shared.sync.replica import load_or_create_identity
 
 TOWN = "15307"
 BOXES = {"a": "box-15307", "b": "seiro-2", "c": "seiro-3"}
-FAST = {"liveness_interval_s": 1.0, "liveness_timeout_s": 2.0, "recheck_s": 2.0}
+FAST = {
+    "liveness_interval_s": 1.0, "liveness_timeout_s": 2.0, "recheck_s": 2.0,
+    "revocation_interval_s": 1.0,  # each box asks its sources for a newer list every second
+}  # fmt: skip
 
 
 def _journal(data: Path) -> list[dict[str, Any]]:

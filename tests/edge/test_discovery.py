@@ -77,6 +77,11 @@ def test_discovery_is_off_unless_interfaces_are_chosen(tmp_path: Path) -> None:
     (tmp_path / "discovery.json").write_text(json.dumps({"interface": ["lo"]}))
     with pytest.raises(DiscoveryError, match="unknown settings"):
         DiscoverySettings.load(tmp_path)
+    (tmp_path / "discovery.json").write_text(json.dumps({"revocation_interval_s": 2}))
+    assert DiscoverySettings.load(tmp_path).revocation_interval_s == 2
+    (tmp_path / "discovery.json").write_text(json.dumps({"revocation_interval_s": 0}))
+    with pytest.raises(DiscoveryError, match="revocation_interval_s must be at least 1 s"):
+        DiscoverySettings.load(tmp_path)
 
 
 def test_default_liveness_marks_a_silent_peer_gone_within_30_s() -> None:
