@@ -18,9 +18,11 @@ No key is trusted on first use: the statement is taken only when the box is enro
 this hub (cloud/enrolment.py `Registry`), not revoked, its box certificate chains to the
 pinned federation root and is valid now, and that certificate certifies exactly the key
 that signed and names the box the statement names (`enrolled_box_key`). A hub with no
-federation root pinned takes no anchors at all. The hub files the certified key as the
-audit writer key of `box:<id>` for every town the box reports on ((town,
-"audit-writer", "box:<id>")), which is where `renkei audit verify` looks.
+federation root pinned takes no anchors at all. After the box is re-enrolled with a
+new key the old key is no longer the enrolment's, so its statements are refused. The
+keys `renkei audit verify` checks box entries with come from the registry's history of
+certified keys (`Registry.box_keys`, each with the period it was valid), not from the
+first statement a box sent.
 """
 
 from __future__ import annotations
@@ -103,8 +105,6 @@ def record_statement(
     for town, items in sorted(heads.items()):
         if town not in towns:
             continue
-        if storage.load((town, "audit-writer", writer)) is None:
-            storage.save((town, "audit-writer", writer), bytes(key).hex().encode())
         anchors = AnchorStore(storage, town)
         for head in items:
             try:

@@ -30,6 +30,14 @@ Renewal (`POST /api/enrol/renew`, `renkei enroll --renew`): an enrolled, unrevok
 whose certificate is still valid signs the same statement (purpose "renew", no token)
 and receives a fresh certificate; an expired or revoked one enrols again with a token.
 
+Re-enrolment with a new key (a box whose disk was replaced takes over its name with a
+fresh token): the previous key is *replaced* — kept in the registry's key history with
+the period it was valid, put on the signed revocation list (so LAN peers refuse it too),
+and never certified again (403 "retired"). The answer names the audit chain the new key
+writes ("audit_writer"): `box:<box>` for the box's first key, `box:<box>:<16 hex of key
+id>` for each later one, so the new disk's chain starts afresh instead of colliding with
+the anchors of the old one (docs/audit.md §1).
+
 Errors come back as JSON {"error": code, "message": Japanese, "message_en": English} with
 400 malformed, 401 unknown token, 403 proof failed, 409 stale nonce (replay), 410 token
 expired, revoked or used, 503 enrolment not configured or issuer sealed.
@@ -64,7 +72,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from shared import migrations
-from shared.audit import AuditKind, AuditLog, AuditWriter
+from shared.audit import AuditKind, AuditLog, AuditWriter, BoxKey, box_writer_id
 from shared.crypto import (
     Certificate,
     CryptoError,
@@ -234,8 +242,25 @@ class BoxRow:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class BoxKeyRow:
+    """A key the hub certified for a box, and when it stopped being the box's key."""
+
+    box_key: str
+    box: str
+    town: str
+    certificate: str
+    enrolled_at: float
+    replaced_at: float | None
+    revoked_at: float | None
+
+
 class Registry:
-    """The enrolment tables in the hub's store (migrated to the newest schema on open)."""
+    """The enrolment tables in the hub's store (migrated to the newest schema on open).
+    The keys ever certified for boxes, with their periods, are kept as JSON in
+    enrolment_settings "box_keys" (key hex → {box, town, certificate, enrolled_at,
+    replaced_at, revoked_at}), written in the same transaction as the enrolment, the
+    revocation or the renewal that changes them."""
 
     def __init__(self, db_path: Path) -> None:
         migrations.apply(db_path, "hub")
@@ -336,7 +361,9 @@ class Registry:
                 if used != 1:
                     self._db.execute("ROLLBACK")
                     return False
-                # a replaced box (same name, new key) leaves: its sync peer id goes with it
+                # a replaced box (same name, new key) leaves: its sync peer id goes with it,
+                # its key is retired (revocation list) and kept, with its period, for audit
+                self._record_key(box, now)
                 self._db.execute(
                     "DELETE FROM enrolled_boxes WHERE box = ? OR sync_peer = ?",
                     (box.box, box.sync_peer),
@@ -372,7 +399,14 @@ class Registry:
                 (now, reason, name),
             ).rowcount
             if boxes == 1:
-                self._add_revocation(name, reason, now)
+                key, town = self._db.execute(
+                    "SELECT box_key, town FROM enrolled_boxes WHERE box = ?", (name,)
+                ).fetchone()
+                self._add_revocation(name, town, key, reason, now)
+                history = self._key_state()
+                if key in history:
+                    history[key]["revoked_at"] = now
+                    self._save_key_state(history)
             tokens = self._db.execute(
                 "UPDATE enrolment_tokens SET revoked_at = ? WHERE box = ? AND used_at IS NULL"
                 " AND revoked_at IS NULL",
@@ -381,13 +415,10 @@ class Registry:
             self._db.execute("COMMIT")
         return boxes == 1, tokens
 
-    def _add_revocation(self, name: str, reason: str, now: float) -> None:
-        """Inside revoke's transaction: the box's key joins the revocation list, whose
-        sequence rises by one. Kept apart from enrolled_boxes, whose row a re-enrolment
-        replaces, so a revoked key stays revoked after the box is replaced."""
-        key, town = self._db.execute(
-            "SELECT box_key, town FROM enrolled_boxes WHERE box = ?", (name,)
-        ).fetchone()
+    def _add_revocation(self, name: str, town: str, key: str, reason: str, now: float) -> None:
+        """Inside a transaction: a box key joins the revocation list, whose sequence
+        rises by one. Kept apart from enrolled_boxes, whose row a re-enrolment replaces,
+        so a revoked key stays revoked after the box is replaced."""
         row = self._db.execute(
             "SELECT value FROM enrolment_settings WHERE name = 'revocations'"
         ).fetchone()
@@ -402,6 +433,121 @@ class Registry:
             (json.dumps(state, ensure_ascii=False),),
         )
 
+    # the history of certified box keys
+    def _key_state(self) -> dict[str, dict[str, Any]]:
+        row = self._db.execute(
+            "SELECT value FROM enrolment_settings WHERE name = 'box_keys'"
+        ).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def _save_key_state(self, state: dict[str, dict[str, Any]]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO enrolment_settings (name, value) VALUES ('box_keys', ?)",
+            (json.dumps(state, ensure_ascii=False),),
+        )
+
+    def _record_key(self, box: BoxRow, now: float) -> None:
+        """Inside consume_and_enrol's transaction: keep the newly certified key with its
+        certificate; every other unretired key of the same box is replaced now and joins
+        the revocation list (LAN peers then refuse it, as the hub does)."""
+        state = self._key_state()
+        for key, item in state.items():
+            if item["box"] == box.box and key != box.box_key and item["replaced_at"] is None:
+                item["replaced_at"] = now
+                if item["revoked_at"] is None:
+                    reason = f"box {box.box!r} was re-enrolled with another key"
+                    self._add_revocation(box.box, item["town"], key, reason, now)
+        current = self._db.execute(
+            "SELECT box_key, town, certificate, enrolled_at, revoked_at FROM enrolled_boxes"
+            " WHERE box = ?",
+            (box.box,),
+        ).fetchone()
+        if current is not None and current[0] != box.box_key and current[0] not in state:
+            # enrolled before the hub kept this history: its period starts at its enrolment
+            state[current[0]] = {
+                "box": box.box, "town": current[1], "certificate": current[2],
+                "enrolled_at": current[3], "replaced_at": now, "revoked_at": current[4],
+            }  # fmt: skip
+            if current[4] is None:
+                reason = f"box {box.box!r} was re-enrolled with another key"
+                self._add_revocation(box.box, current[1], current[0], reason, now)
+        item = state.setdefault(
+            box.box_key,
+            {"box": box.box, "town": box.town, "enrolled_at": box.enrolled_at,
+             "replaced_at": None, "revoked_at": None},
+        )  # fmt: skip
+        item["certificate"] = box.certificate
+        self._save_key_state(state)
+
+    def box_keys(self) -> list[BoxKeyRow]:
+        """Every key the hub certified for a box, oldest first, with its period; boxes
+        enrolled before the hub kept this history appear with their current key."""
+        with self._lock:
+            state = self._key_state()
+            rows = self._db.execute(
+                "SELECT box_key, box, town, certificate, enrolled_at, revoked_at"
+                " FROM enrolled_boxes"
+            ).fetchall()
+        for key, box, town, certificate, enrolled_at, revoked_at in rows:
+            state.setdefault(
+                key,
+                {"box": box, "town": town, "certificate": certificate,
+                 "enrolled_at": enrolled_at, "replaced_at": None, "revoked_at": revoked_at},
+            )  # fmt: skip
+        keys = [
+            BoxKeyRow(
+                key,
+                i["box"],
+                i["town"],
+                i["certificate"],
+                i["enrolled_at"],
+                i["replaced_at"],
+                i["revoked_at"],
+            )
+            for key, i in state.items()
+        ]
+        return sorted(keys, key=lambda k: (k.box, k.enrolled_at))
+
+    def audit_box_keys(self) -> dict[str, list[BoxKey]]:
+        """What `renkei audit verify` checks box entries with: each box's certified keys,
+        oldest first, with their periods (shared.audit.WriterDirectory). A key counts only
+        when its certificate chains to the pinned root (valid when it was issued) and
+        certifies exactly that key for that box: a row forged into the registry certifies
+        nothing, and a hub with no root pinned knows no box key."""
+        root = self.root()
+        boxes: dict[str, list[BoxKey]] = {}
+        if root is None:
+            return boxes
+        for row in self.box_keys():
+            try:
+                cert = Certificate.from_json(json.loads(row.certificate))
+                verify_box_certificate(cert, root, now=cert.issued_at)
+            except (CryptoError, ValueError, KeyError, TypeError) as exc:
+                log.warning("box %s: a key whose certificate does not verify: %s", row.box, exc)
+                continue
+            if cert.subject != row.box or bytes(cert.verify_key).hex() != row.box_key:
+                log.warning("box %s: a certificate for another box or key", row.box)
+                continue
+            boxes.setdefault(row.box, []).append(
+                BoxKey(cert.verify_key, row.enrolled_at, row.replaced_at, row.revoked_at)
+            )
+        return boxes
+
+    def audit_writer_of(self, box: str, key: str) -> str:
+        """The audit chain a box key writes: `box:<box>` for the first key certified for
+        the box, `box:<box>:<16 hex of key id>` for a later one (a new disk, a new chain)."""
+        keys = [k for k in self.box_keys() if k.box == box]
+        if not keys or keys[0].box_key == key:
+            return box_writer_id(box)
+        return box_writer_id(box, key_id(VerifyKey(bytes.fromhex(key)))[:16])
+
+    def retired(self, key: str) -> bool:
+        """A key replaced by a re-enrolment or revoked: never certified again."""
+        return any(
+            k.box_key == key and (k.replaced_at is not None or k.revoked_at is not None)
+            for k in self.box_keys()
+        ) or any(item["key"] == key for item in self.revocations()["revoked"])
+
     def revocations(self) -> dict[str, Any]:
         """{"sequence", "issued_at", "revoked": [...]}; sequence 0 when none was revoked."""
         value = self.setting("revocations")
@@ -409,10 +555,19 @@ class Registry:
 
     def renew(self, name: str, certificate: str) -> None:
         with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "UPDATE enrolled_boxes SET certificate = ? WHERE box = ? AND revoked_at IS NULL",
                 (certificate, name),
             )
+            row = self._db.execute(
+                "SELECT box_key FROM enrolled_boxes WHERE box = ? AND revoked_at IS NULL", (name,)
+            ).fetchone()
+            state = self._key_state()
+            if row is not None and row[0] in state:
+                state[row[0]]["certificate"] = certificate
+                self._save_key_state(state)
+            self._db.execute("COMMIT")
 
     def touch(self, name: str, now: float) -> None:
         if now - self._seen.get(name, 0.0) < _SEEN_EVERY_S:
@@ -802,6 +957,15 @@ class HubEnrolment:
                     "this enrolment token was already used by another box key",
                 )
             )
+        if self.registry.retired(bytes(box_key).hex()):
+            raise refused(
+                _refuse(
+                    "retired",
+                    403,
+                    "この鍵は交代または取消で無効になっています。新しい鍵で登録してください。",
+                    "this box key was replaced or revoked: enrol with a fresh key",
+                )
+            )
         if row.expires_at <= now:
             raise refused(
                 _refuse(
@@ -981,6 +1145,7 @@ class HubEnrolment:
             "box": box.box,
             "town": box.town,
             "certificate": json.loads(box.certificate),
+            "audit_writer": self.registry.audit_writer_of(box.box, box.box_key),
             "directory": self.directory(storage),
             "tls": tls,
             "revocations": self.signed_revocations(),

@@ -60,7 +60,7 @@ from edge import auth, box_mode, visiting
 from edge.activation_feed import ActivationFeed
 from edge.alerts import box_alert_routes
 from edge.anchoring import AnchorReporter
-from edge.boxkey import box_signing_key
+from edge.boxkey import box_audit_writer, box_signing_key
 from edge.clerks import ClerkOutbox
 from edge.counter_routes import counter_routes
 from edge.counter_routes import status as counter_status
@@ -83,7 +83,7 @@ from edge.town import ResultRow
 from edge.workers import WorkerGone, WorkerPool
 from printing.verification import verify_for_page
 from shared.activation import ActivationError, ActivationRegistry, TownTrust, jst
-from shared.audit import AuditError, AuditKind, AuditWriter, TownAuditRecorder
+from shared.audit import AuditError, AuditKind, TownAuditRecorder
 from shared.clock import ClockBehindFloor, ClockError, TrustedClock
 from shared.model import Role
 from shared.registry import DEFAULT_SHARDS
@@ -148,7 +148,7 @@ class Box:
         self.hub_reachable = False
         self.audit = TownAuditRecorder(
             self.storage,
-            AuditWriter.for_box(config.host_box, box_signing_key(config.data_dir)),
+            box_audit_writer(config.data_dir, config.host_box),
             self.replica.town_public,
             self.clock.now,
         )

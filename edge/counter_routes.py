@@ -46,7 +46,7 @@ from edge.documents import (
 )
 from edge.webfont import FACES
 from edge.workers import WorkerGone
-from shared.audit import AuditKind, AuditLog, box_writer_id
+from shared.audit import AuditKind, AuditLog
 from shared.issuance import JST, Policy
 from shared.issuance.requests import (
     IdDocumentKind,
@@ -103,7 +103,7 @@ def desk_for(box: Any, request: Request, principal: auth.Principal) -> dict[str,
     head = b"\0" * 32
     public = box.replica.town_public(principal.town_code)
     if public is not None:
-        found = AuditLog(box.storage, public).head(box_writer_id(box.config.host_box))
+        found = AuditLog(box.storage, public).head(box.audit.writer_id)
         if found is not None:
             head = found.hash
     return {

@@ -12,6 +12,8 @@ id) with both keys, and receives (cloud/enrolment.py has the wire format):
   (hub URL, root key, box id, town, TLS folder — read by `renkei box` and the alerts);
 - the TLS server certificate and key staged at the hub, or taken from `--from DIR` (the
   ceremony's USB stick) → `TLS/server.crt`, `TLS/server.key`.
+- the audit chain the box key writes (`box:<box>`, or `box:<box>:<16 hex of key id>`
+  when the box was re-enrolled with a new key) → `DATA/federation.json` "audit_writer";
 - the federation's signed revocation list (edge/revocations.py) → `DATA/revocations.json`,
   when newer than the one held.
 
@@ -45,13 +47,14 @@ from cryptography.hazmat.primitives import serialization
 from nacl.signing import SigningKey, VerifyKey
 
 from cloud.enrolment import PROTOCOL, binding_bytes, statement_bytes
-from edge.boxkey import box_signing_key
+from edge.boxkey import box_signing_key, own_writer_ids
 from edge.identity_api import CERT_FILE, read_enrolment
 from edge.revocations import FILE as REVOCATIONS_FILE
 from edge.revocations import RevocationError, RevocationStore, canonical, verify_list
 from edge.tls import CERT_FILE as TLS_CERT
 from edge.tls import KEY_FILE as TLS_KEY
 from shared import migrations
+from shared.audit import box_writer_id
 from shared.crypto import Certificate, CryptoError, verify_box_certificate
 from shared.storage import SqliteStorage
 from shared.sync.identity import Identity
@@ -360,6 +363,13 @@ def _install(
         raise EnrolError(
             "証明書の内容が登録の応答と一致しません。", "the certificate names another box or town"
         )
+    # The audit chain this key writes (a hub one release older names none: the first).
+    audit_writer = str(result.get("audit_writer") or box_writer_id(box))
+    if audit_writer not in own_writer_ids(box, key.verify_key):
+        raise EnrolError(
+            "ハブが指定した監査ログの書き手がこのボックスの鍵と一致しません。",
+            f"the hub named audit writer {audit_writer!r}, not one of this box's key",
+        )
     try:
         offered = result.get("revocations")
         revocations = verify_list(offered, root, now=now) if offered else None
@@ -391,6 +401,7 @@ def _install(
             "town": town,
             "federation_root": bytes(root).hex(),
             "hub_writer": hub_writer,
+            "audit_writer": audit_writer,
             "tls_dir": str(tls_dir) if tls_dir else None,
             "enrolled_at": now.isoformat(timespec="seconds"),
         }

@@ -34,8 +34,9 @@ without secrets: `append` refuses keys that name a password, secret, private key
 each: altered (signature, decryption or format), deleted (a gap), reordered (an entry under
 another position, or a "prev" that is not the previous entry's hash), a cut tail (a chain
 that stops short of a head anchored at a peer, the hub or a certificate's QR), a forked
-chain (the entry at an anchored position has another hash) and a whole-log rollback
-(every anchored chain behind its anchor).
+chain (the entry at an anchored position has another hash), a whole-log rollback
+(every anchored chain behind its anchor) and an entry signed by a box key after that key
+was replaced by a re-enrolment or revoked (`BoxKey`).
 
 Errors:
 
@@ -54,7 +55,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -80,7 +81,7 @@ from shared.blobs import (
     seal_blob,
     verify_blob,
 )
-from shared.crypto import ClerkCertificate, ClerkKeys, KeyRing, TownPublic
+from shared.crypto import ClerkCertificate, ClerkKeys, KeyRing, TownPublic, key_id
 from shared.model import is_valid_my_number
 from shared.storage import Storage, StorageKey
 
@@ -225,8 +226,11 @@ def check_writer_id(writer: str) -> str:
     return writer
 
 
-def box_writer_id(box_id: str) -> str:
-    return check_writer_id(f"box:{box_id}")
+def box_writer_id(box_id: str, key_part: str | None = None) -> str:
+    """A box's writer id: `box:<box id>` for the first key the hub certified for the box,
+    `box:<box id>:<16 hex of key id>` for a key it was re-enrolled with later (a new
+    disk starts a new chain; see WriterDirectory)."""
+    return check_writer_id(f"box:{box_id}" if key_part is None else f"box:{box_id}:{key_part}")
 
 
 def session_writer_id(certificate: ClerkCertificate | ClerkKeys, session: str) -> str:
@@ -434,30 +438,74 @@ class AuditWriter:
         return self.signing_key.verify_key
 
 
+@dataclass(frozen=True, slots=True)
+class BoxKey:
+    """One key certified for a box, with the period it was valid: from its enrolment
+    until the box was re-enrolled with another key (`replaced_at`) or revoked
+    (`revoked_at`), UTC seconds; None while it is the box's current key."""
+
+    key: VerifyKey
+    enrolled_at: float | None = None
+    replaced_at: float | None = None
+    revoked_at: float | None = None
+
+    @property
+    def retired_at(self) -> float | None:
+        ends = [t for t in (self.replaced_at, self.revoked_at) if t is not None]
+        return min(ends) if ends else None
+
+    @property
+    def key_part(self) -> str:
+        return key_id(self.key)[:16]
+
+
 class WriterDirectory:
     """Writer id → verify key: boxes by id, clerk sessions by the certified clerk key the
     id names (every certificate the town ever issued a clerk may be given), and any other
-    writer by exact id. Give only certificates and keys already verified."""
+    writer by exact id. Give only certificates and keys already verified.
+
+    A box may have had several certified keys (re-enrolled after its disk was replaced),
+    given oldest first: `box:<id>` is the chain of its first key, `box:<id>:<16 hex of key
+    id>` the chain of a later one. `retired_at(writer)` is when that key was replaced or
+    revoked: an entry of that chain timed after it is refused (`Fault.RETIRED_KEY`)."""
 
     def __init__(
         self,
         *,
-        boxes: Mapping[str, VerifyKey] | None = None,
+        boxes: Mapping[str, VerifyKey | Sequence[BoxKey]] | None = None,
         clerks: Iterable[ClerkCertificate] = (),
         others: Mapping[str, VerifyKey] | None = None,
     ) -> None:
-        self._boxes = dict(boxes or {})
+        self._boxes: dict[str, list[BoxKey]] = {
+            box: [BoxKey(keys)] if isinstance(keys, VerifyKey) else list(keys)
+            for box, keys in (boxes or {}).items()
+        }
         self._clerks: dict[tuple[str, str], VerifyKey] = {}
         for cert in clerks:
             self._clerks[(cert.login_id, cert.key_id[:16])] = cert.verify_key
         self._others = dict(others or {})
+
+    def box_key(self, writer: str) -> BoxKey | None:
+        kind, _, rest = writer.partition(":")
+        if kind != "box" or writer in self._others:
+            return None
+        box, _, part = rest.partition(":")
+        keys = self._boxes.get(box, [])
+        if not part:
+            return keys[0] if keys else None
+        return next((k for k in keys if k.key_part == part), None)
+
+    def retired_at(self, writer: str) -> float | None:
+        found = self.box_key(writer)
+        return None if found is None else found.retired_at
 
     def __call__(self, writer: str) -> VerifyKey | None:
         if writer in self._others:
             return self._others[writer]
         kind, _, rest = writer.partition(":")
         if kind == "box":
-            return self._boxes.get(rest)
+            found = self.box_key(writer)
+            return None if found is None else found.key
         if kind == "clerk":
             parts = rest.split(":")
             if len(parts) >= 3:
@@ -666,6 +714,10 @@ class TownAuditRecorder:
         self._now = now
         self._logs: dict[str, AuditLog] = {}
 
+    @property
+    def writer_id(self) -> str:
+        return self._writer.writer_id
+
     def record(self, town: str, kind: AuditKind, details: Mapping[str, Any]) -> None:
         public = self._town_public(town)
         if public is None:
@@ -727,6 +779,7 @@ class Fault(enum.StrEnum):
     CUT_TAIL = "cut_tail"
     FORKED = "forked"
     ROLLBACK = "rollback"
+    RETIRED_KEY = "retired_key"
 
 
 FAULT_LABELS: dict[Fault, str] = {
@@ -738,6 +791,7 @@ FAULT_LABELS: dict[Fault, str] = {
     Fault.CUT_TAIL: "末尾の切り取り",
     Fault.FORKED: "確認済みの記録と不一致(書き換え)",
     Fault.ROLLBACK: "ログ全体の巻き戻し",
+    Fault.RETIRED_KEY: "有効期間外の鍵による署名",
 }
 
 
@@ -982,6 +1036,17 @@ def _verify_chain(
                     seq,
                     Fault.REORDERED,
                     f"直前の記録(第{seq - 1}件)のハッシュと一致しません",
+                )
+            )
+        retired = lookup.retired_at(writer) if isinstance(lookup, WriterDirectory) else None
+        if retired is not None and entry.time >= retired:
+            return done(
+                AuditProblem(
+                    writer,
+                    seq,
+                    Fault.RETIRED_KEY,
+                    f"{jst_text(entry.time)} の記録ですが、この鍵は {jst_text(retired)} に"
+                    "再登録による交代または取消で無効になっています",
                 )
             )
         if last is not None and entry.time < last:

@@ -4,7 +4,9 @@ The entries are sealed to the town, so reading them needs the town's keys: the c
 opens the hub's key custody with the operator's passphrase (RENKEI_HUB_PASSPHRASE, or
 asked on the terminal, as `renkei import` does) and reads the hub's store. Writers' keys
 come from the clerk certificates the hub holds (checked against the town's keys), from
-the hub's writer directory (town, "audit-writer", writer), the hub's own writer key
+the box keys the hub certified at enrolment, each with the period it was valid
+(`Registry.box_keys`), the hub's writer directory (town, "audit-writer", writer), the
+hub's own writer key
 (writer "hub") and from `--writers`; anchors
 (chain heads seen by peers, the hub or in certificates' QR codes) from the hub's anchor
 store (heads boxes sent, cloud/anchors.py) and from `--anchors` (a JSON file, or a peer
@@ -66,8 +68,9 @@ def register(subparsers: Any) -> None:
         "--box",
         action="append",
         default=[],
-        help="with --store: the box id(s) whose chains the store must hold; their anchored "
-        "heads are checked even when the store no longer has a single entry of them",
+        help="with --store: the box id(s) whose chains the store must hold (a box id names "
+        "the chain of its current key; give a writer id box:… for the chain of an earlier "
+        "key); their anchored heads are checked even when the store has none of their entries",
     )
     verify.add_argument(
         "--json", action="store_true", help="print the report as JSON instead of Japanese text"
@@ -81,7 +84,25 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _writer_keys(storage: Any, ring: Any, hub_writer: Any, extra: Path | None) -> Any:
+def _box_writers(registry: Any, names: list[str]) -> set[str]:
+    """--box: a box id names the chain of its current key; a writer id (box:…) itself."""
+    from shared.audit import box_writer_id, check_writer_id
+
+    writers = set()
+    for name in names:
+        if name.startswith("box:"):
+            writers.add(check_writer_id(name))
+            continue
+        row = registry.box(name)
+        writers.add(
+            box_writer_id(name) if row is None else registry.audit_writer_of(name, row.box_key)
+        )
+    return writers
+
+
+def _writer_keys(
+    storage: Any, ring: Any, hub_writer: Any, extra: Path | None, boxes: dict[str, list[Any]]
+) -> Any:
     from nacl.signing import VerifyKey
 
     from shared.audit import WriterDirectory
@@ -102,11 +123,13 @@ def _writer_keys(storage: Any, ring: Any, hub_writer: Any, extra: Path | None) -
             continue  # a writer whose key cannot be established shows as unknown
     others: dict[str, VerifyKey] = {"hub": hub_writer}
     for key, raw in storage.load_range((town, "audit-writer")):
+        if key[-1].startswith("box:") and key[-1].split(":")[1] in boxes:
+            continue  # filed by an older hub from a box's first statement: the registry knows
         others[key[-1]] = VerifyKey(bytes.fromhex(raw.decode().strip()))
     if extra is not None:
         for writer, hex_key in json.loads(extra.read_text(encoding="utf-8")).items():
             others[writer] = VerifyKey(bytes.fromhex(hex_key))
-    return WriterDirectory(clerks=certs, others=others)
+    return WriterDirectory(boxes=boxes, clerks=certs, others=others)
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -157,8 +180,9 @@ def _anchors(
 def run_verify(args: argparse.Namespace) -> int:
     from cloud.app import hub_db_path
     from cloud.custody import Custody, CustodyError
+    from cloud.enrolment import Registry
     from renkei.commands.import_ import hub_passphrase
-    from shared.audit import AuditError, box_writer_id, verify_town
+    from shared.audit import AuditError, verify_town
     from shared.storage import SqliteStorage
 
     db = hub_db_path(args.data)
@@ -181,13 +205,15 @@ def run_verify(args: argparse.Namespace) -> int:
         return 2
     storage = SqliteStorage(db)
     chains = storage if args.store is None else SqliteStorage(args.store)
+    registry = Registry(db)
     try:
         try:
             # The writers this store holds chains of, and the boxes named, whose anchored
             # heads must be there even if every entry of theirs was removed.
             held = {key[2] for key, _ in chains.load_range((args.town, "audit")) if len(key) > 2}
-            held |= {box_writer_id(b) for b in args.box}
-            writers = _writer_keys(storage, ring, custody.writer.verify_key, args.writers)
+            held |= _box_writers(registry, args.box)
+            boxes = registry.audit_box_keys()
+            writers = _writer_keys(storage, ring, custody.writer.verify_key, args.writers, boxes)
             anchors, skipped = _anchors(storage, args.town, args.anchors, held)
         except (OSError, ValueError, AuditError) as exc:
             print(f"書き手の鍵または基準点のファイルが読めません: {exc}", file=sys.stderr)
@@ -199,6 +225,7 @@ def run_verify(args: argparse.Namespace) -> int:
                 "(各ボックスの記録は --store と --box で検証してください): " + "、".join(skipped)
             )
     finally:
+        registry.close()
         if chains is not storage:
             chains.close()
         storage.close()

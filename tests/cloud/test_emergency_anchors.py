@@ -30,16 +30,21 @@ from shared.audit import (
     AuditLog,
     AuditWriter,
     ChainHead,
+    Fault,
+    WriterDirectory,
     box_writer_id,
+    verify_town,
 )
 from shared.crypto import (
     ClerkKeys,
     EnrolmentIssuer,
     FederationRoot,
+    KeyRing,
     TownKeys,
     issue_box_certificate,
     issue_clerk_certificate,
     issue_issuer_certificate,
+    key_id,
 )
 from shared.model import Role
 from shared.storage import MemoryStorage
@@ -136,21 +141,25 @@ def _issuer(root: FederationRoot) -> EnrolmentIssuer:
     return EnrolmentIssuer(key, cert)
 
 
-def enrol(registry: Registry, box: str, key: SigningKey, root: FederationRoot = ROOT) -> None:
+def enrol(
+    registry: Registry, box: str, key: SigningKey, root: FederationRoot = ROOT,
+    at: float = T0 - 3600,
+) -> None:  # fmt: skip
     """What `renkei enroll` leaves in the hub's registry: a used token and the box's row
     with its certificate from the hub's enrolment issuer (chained to `root`)."""
     cert = issue_box_certificate(
         _issuer(root), box, town=HOST, sealing_key=key.verify_key.to_curve25519_public_key(),
-        verify_key=key.verify_key, issued_at=datetime.fromtimestamp(T0 - 3600, UTC),
+        verify_key=key.verify_key, issued_at=datetime.fromtimestamp(at, UTC),
         expires_at=datetime.fromtimestamp(T0, UTC) + timedelta(days=365),
     )  # fmt: skip
-    token = TokenRow(f"hash-{box}", box, HOST, T0 - 7200, T0 + 86400, None, None, None, None)
+    hashed = f"hash-{box}-{key_id(key.verify_key)}"
+    token = TokenRow(hashed, box, HOST, at - 3600, T0 + 86400, None, None, None, None)
     registry.add_token(token)
     row = BoxRow(
-        box, HOST, bytes(key.verify_key).hex(), f"peer-{box}", json.dumps(cert.to_json()),
-        "00", T0 - 3600, None, None, None,
+        box, HOST, bytes(key.verify_key).hex(), f"peer-{key_id(key.verify_key)}",
+        json.dumps(cert.to_json()), "00", at, None, None, None,
     )  # fmt: skip
-    assert registry.consume_and_enrol(token, row, T0 - 3600)
+    assert registry.consume_and_enrol(token, row, at)
 
 
 @pytest.fixture
@@ -184,7 +193,6 @@ def test_anchors_are_taken_from_the_enrolled_key_only(
         record_statement(hub, signed_statement("box-15307", key, heads, T0), registry, now=T0)
     assert refused.value.status == 403
     assert AnchorStore(hub, HOST).get(writer) is None
-    assert hub.load((HOST, "audit-writer", writer)) is None
     # Then it still is not taken on a second try (nothing was pinned by the first).
     with pytest.raises(AnchorRefused, match="not enrolled"):
         record_statement(hub, signed_statement("box-15307", key, heads, T0), registry, now=T0)
@@ -193,7 +201,10 @@ def test_anchors_are_taken_from_the_enrolled_key_only(
     result = record_statement(hub, signed_statement("box-15307", key, heads, T0), registry, now=T0)
     assert result == {"stored": 1, "conflicts": []}
     assert AnchorStore(hub, HOST).get(writer) == ChainHead.from_json(heads[HOST][0])
-    assert hub.load((HOST, "audit-writer", writer)) == bytes(key.verify_key).hex().encode()
+    # The key audit verify checks the box's entries with is the registry's certified one,
+    # not one filed from a statement.
+    assert hub.load((HOST, "audit-writer", writer)) is None
+    assert [k.box_key for k in registry.box_keys()] == [bytes(key.verify_key).hex()]
 
     # Another key for the same box: refused, nothing moves.
     intruder = SigningKey.generate()
@@ -221,6 +232,88 @@ def test_anchors_are_taken_from_the_enrolled_key_only(
     newer = {HOST: [dict(heads[HOST][0], seq=4)]}
     with pytest.raises(AnchorRefused, match="revoked"):
         record_statement(hub, signed_statement("box-15307", key, newer, T0), registry, now=T0)
+
+
+def _chain(writer: str, key: SigningKey, times: list[float]) -> MemoryStorage:
+    box = MemoryStorage()
+    log = AuditLog(box, KEYS[HOST].public)
+    for i, at in enumerate(times):
+        log.append(AuditWriter(writer, key), AuditKind.LOGIN_OK, {"n": i}, at)
+    return box
+
+
+def test_a_re_enrolled_box_keeps_each_key_with_its_period(
+    hub: MemoryStorage, registry: Registry
+) -> None:
+    """The box's disk is replaced and it enrols again with a new key at T0: the hub keeps
+    both keys, the old one valid until T0. Entries are checked with the key their chain
+    names and refused when made after that key was retired; the old key's heads are
+    refused from T0 on and it is on the revocation list; the new chain is anchored apart."""
+    old, new = SigningKey.generate(), SigningKey.generate()
+    enrol(registry, "box-15307", old, at=T0 - 3600)
+    first = box_writer_id("box-15307")
+    assert registry.audit_writer_of("box-15307", bytes(old.verify_key).hex()) == first
+    old_box = _chain(first, old, [T0 - 3000, T0 - 2000, T0 - 1000])
+    heads = chain_heads(old_box, [HOST])
+    assert record_statement(hub, signed_statement("box-15307", old, heads, T0 - 900),
+                            registry, now=T0 - 900)["stored"] == 1  # fmt: skip
+
+    enrol(registry, "box-15307", new, at=T0)
+    second = box_writer_id("box-15307", key_id(new.verify_key)[:16])
+    assert registry.audit_writer_of("box-15307", bytes(new.verify_key).hex()) == second
+    assert registry.retired(bytes(old.verify_key).hex())
+    assert not registry.retired(bytes(new.verify_key).hex())
+    listed = registry.revocations()["revoked"]
+    assert [r["key"] for r in listed] == [bytes(old.verify_key).hex()]
+    assert "re-enrolled" in listed[0]["reason"]
+
+    # The old key's heads are refused after the re-enrolment; the new chain is anchored
+    # under its own writer, and the old chain's anchor stays where it was.
+    late = {HOST: [ChainHead(first, 4, bytes(32)).to_json()]}
+    with pytest.raises(AnchorRefused, match="does not name") as refused:
+        record_statement(hub, signed_statement("box-15307", old, late, T0 + 5), registry,
+                         now=T0 + 5)  # fmt: skip
+    assert refused.value.status == 403
+    new_box = _chain(second, new, [T0 + 10, T0 + 20])
+    new_heads = chain_heads(new_box, [HOST])
+    assert record_statement(hub, signed_statement("box-15307", new, new_heads, T0 + 30),
+                            registry, now=T0 + 30) == {"stored": 1, "conflicts": []}  # fmt: skip
+    anchors = AnchorStore(hub, HOST).all()
+    assert anchors[first] == ChainHead.from_json(heads[HOST][0])
+    assert anchors[second] == ChainHead.from_json(new_heads[HOST][0])
+
+    # What `renkei audit verify` builds: every certified key with its period.
+    keys = registry.audit_box_keys()["box-15307"]
+    assert [k.retired_at for k in keys] == [T0, None]
+    directory = WriterDirectory(boxes=registry.audit_box_keys())
+    ring = KeyRing(HOST, [KEYS[HOST]])
+    assert verify_town(old_box, ring, directory, anchors, writers=[first]).ok
+    assert verify_town(new_box, ring, directory, anchors, writers=[second]).ok
+    # Each chain only with the key it names: the new chain is not the old key's.
+    only_old = WriterDirectory(boxes={"box-15307": [keys[0]]})
+    assert not verify_town(new_box, ring, only_old, {}, writers=[second]).ok
+
+    # An entry the old key signs after it was replaced is named, the earlier ones stand.
+    AuditLog(old_box, KEYS[HOST].public).append(
+        AuditWriter(first, old), AuditKind.LOGIN_OK, {}, float(T0 + 60)
+    )
+    report = verify_town(old_box, ring, directory, anchors, writers=[first])
+    assert report.first is not None
+    assert (report.first.seq, report.first.fault) == (4, Fault.RETIRED_KEY)
+    assert report.chains[first].entries == 3
+
+
+def test_a_box_key_whose_certificate_does_not_chain_to_the_root_verifies_nothing(
+    registry: Registry,
+) -> None:
+    rogue = SigningKey.generate()
+    enrol(registry, "box-rogue", rogue, root=FederationRoot.generate())  # forged row
+    assert "box-rogue" not in registry.audit_box_keys()
+    store = _chain(box_writer_id("box-rogue"), rogue, [T0])
+    report = verify_town(
+        store, KeyRing(HOST, [KEYS[HOST]]), WriterDirectory(boxes=registry.audit_box_keys()), {}
+    )
+    assert report.first is not None and report.first.fault is Fault.UNKNOWN_WRITER
 
 
 def test_a_certificate_from_another_root_or_for_another_box_is_refused(

@@ -321,3 +321,40 @@ def test_the_hub_signs_a_growing_revocation_list_that_survives_a_replaced_box(
         store = RevocationStore(new_box, lambda: root)
         assert (new_box / FILE).exists() and store.sequence == 1
         assert store.reason(lost.certificate.verify_key)
+
+
+def test_a_box_re_enrolled_with_a_new_key_writes_a_new_chain_and_the_old_key_is_retired(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replaced box's key goes on the revocation list, the new box is told to write
+    its own chain (`box:<box>:<key id>`), and the old key can never enrol again."""
+    from edge.boxkey import box_audit_writer
+    from edge.revocations import verify_list
+    from shared.crypto import key_id
+
+    monkeypatch.setenv("RENKEI_HUB_PASSPHRASE", PASSPHRASE)
+    root = world.root.verify_key
+    app = create_app(world.hub)
+    with serve(app) as url:
+        old_box, new_box = tmp_path / "old", tmp_path / "new"
+        first = enrol(url, _token(world), old_box, root=root, tls_dir=tmp_path / "tls-old")
+        assert box_audit_writer(old_box, "seiro-1").writer_id == "box:seiro-1"
+        second = enrol(url, _token(world), new_box, root=root, tls_dir=tmp_path / "tls-new")
+        new_key = second.certificate.verify_key
+        expected = f"box:seiro-1:{key_id(new_key)[:16]}"
+        assert json.loads((new_box / "federation.json").read_text())["audit_writer"] == expected
+        assert box_audit_writer(new_box, "seiro-1").writer_id == expected
+        listed = verify_list(httpx.get(f"{url}/api/revocations").json(), root,
+                             now=datetime.now(UTC))  # fmt: skip
+        assert listed.reason(first.certificate.verify_key)
+        assert listed.reason(new_key) is None
+        with pytest.raises(EnrolError) as refused:
+            enrol(url, _token(world), old_box, root=root, tls_dir=tmp_path / "tls-old")
+        assert "交代または取消" in refused.value.message
+        # the refusal changed nothing: the new box is still the enrolled one
+        registry = Registry(world.hub / "hub.db")
+        try:
+            row = registry.box("seiro-1")
+            assert row is not None and row.box_key == bytes(new_key).hex()
+        finally:
+            registry.close()
