@@ -28,7 +28,8 @@ sync peer id: the binding the hub's sync endpoints check (`Registry.admit`).
 
 Renewal (`POST /api/enrol/renew`, `renkei enroll --renew`): an enrolled, unrevoked box
 whose certificate is still valid signs the same statement (purpose "renew", no token)
-and receives a fresh certificate; an expired or revoked one enrols again with a token.
+and receives a fresh certificate; an expired one enrols again with a token, a revoked
+one with a token and a fresh key (a revoked key is never certified again).
 
 Re-enrolment with a new key (a box whose disk was replaced takes over its name with a
 fresh token): the previous key is *replaced* — kept in the registry's key history with
@@ -1029,7 +1030,8 @@ class HubEnrolment:
     def renew(self, request: dict[str, Any], storage: Storage) -> dict[str, Any]:
         """A fresh certificate for an enrolled box that proves its keys, while its current
         certificate is still valid and not revoked (no token: the certificate is the
-        credential). An expired or revoked box enrols again with a new token."""
+        credential). An expired box enrols again with a new token; a revoked one also
+        needs a fresh key."""
         if self.issuer is None:
             assert self.unavailable is not None
             raise self.unavailable

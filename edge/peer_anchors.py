@@ -15,7 +15,8 @@ must chain to the root key pinned on this box and be valid now, name the box the
 statement names and certify the key that signed it; a box's own name is refused. The
 heads are kept in this box's `AnchorStore` ((town, "audit-anchor", writer), source
 `box:<sender>`), which is not replicated anywhere. A sender whose key is on the
-revocation list this box holds (edge/revocations.py) is refused.
+revocation list this box holds (edge/revocations.py) is refused: a revoked box, and a
+box's previous key once the box was re-enrolled with a new one (cloud/enrolment.py).
 
 Sending (`PeerAnchorExchange`): every `interval_s` the box reads its heads and posts them
 to each VERIFIED peer whose last accepted statement differs; both boxes do so, so each

@@ -4,13 +4,14 @@ checks on what it receives, and nothing half-written on either side when one fai
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from enrolment_world import PASSPHRASE, TOWN, World, certify_issuer, make_world
-from nacl.signing import VerifyKey
+from nacl.signing import SigningKey, VerifyKey
 from servers import serve
 
 from cloud.app import create_app
@@ -328,9 +329,12 @@ def test_a_box_re_enrolled_with_a_new_key_writes_a_new_chain_and_the_old_key_is_
 ) -> None:
     """The replaced box's key goes on the revocation list, the new box is told to write
     its own chain (`box:<box>:<key id>`), and the old key can never enrol again."""
+    from cloud.anchors import CONTEXT, AnchorRefused, canonical
     from edge.boxkey import box_audit_writer
-    from edge.revocations import verify_list
+    from edge.peer_anchors import accept_peer_statement
+    from edge.revocations import RevocationStore, verify_list
     from shared.crypto import key_id
+    from shared.storage import MemoryStorage
 
     monkeypatch.setenv("RENKEI_HUB_PASSPHRASE", PASSPHRASE)
     root = world.root.verify_key
@@ -348,6 +352,22 @@ def test_a_box_re_enrolled_with_a_new_key_writes_a_new_chain_and_the_old_key_is_
                              now=datetime.now(UTC))  # fmt: skip
         assert listed.reason(first.certificate.verify_key)
         assert listed.reason(new_key) is None
+        # the new box got that list with its enrolment: as a LAN peer it refuses the
+        # old key's anchors (edge/peer_anchors.py), though its certificate still verifies
+        held = RevocationStore(new_box, lambda: root)
+        old_key = SigningKey((old_box / "box.key").read_bytes())
+        statement = {"v": 1, "box": "seiro-1", "at": 1.0, "heads": {}}
+        body = {
+            "statement": statement,
+            "key": bytes(old_key.verify_key).hex(),
+            "signature": old_key.sign(CONTEXT + canonical(statement)).signature.hex(),
+            "certificate": first.certificate.to_json(),
+        }
+        with pytest.raises(AnchorRefused, match="revocation list"):
+            accept_peer_statement(
+                MemoryStorage(), body, root=root, own_box="seiro-2", now=time.time(),
+                revoked=held.reason,
+            )  # fmt: skip
         with pytest.raises(EnrolError) as refused:
             enrol(url, _token(world), old_box, root=root, tls_dir=tmp_path / "tls-old")
         assert "交代または取消" in refused.value.message

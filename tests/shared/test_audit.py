@@ -27,16 +27,25 @@ from shared.audit import (
     AuditLog,
     AuditSecretError,
     AuditWriter,
+    BoxKey,
     ChainHead,
     Fault,
     TownAuditRecorder,
     VerifyReport,
     WriterDirectory,
+    box_writer_id,
     entry_key,
     verify_town,
 )
 from shared.blobs import BlobFields, open_blob, seal_blob
-from shared.crypto import ClerkKeys, KeyRing, TownKeys, issue_clerk_certificate, rotate
+from shared.crypto import (
+    ClerkKeys,
+    KeyRing,
+    TownKeys,
+    issue_clerk_certificate,
+    key_id,
+    rotate,
+)
 from shared.model import Role, my_number_check_digit
 from shared.storage import MemoryStorage, SqliteStorage, StorageKey
 
@@ -418,6 +427,39 @@ def test_a_session_key_replaced_by_a_password_reset_still_verifies() -> None:
     assert verify_town(storage, RING, both, {}).ok
     only_new = WriterDirectory(boxes={"seiro-1": BOX.verify_key}, clerks=[renewed_cert])
     assert verify_town(storage, RING, only_new, {}).first is not None
+
+
+def test_a_box_key_is_checked_within_its_period_and_a_later_key_by_its_own_chain() -> None:
+    """A box re-enrolled with a new key at T0 + 100: `box:seiro-1` is its first key's
+    chain, valid until then; `box:seiro-1:<key id>` the new key's chain."""
+    new = SigningKey.generate()
+    periods = [
+        BoxKey(BOX.verify_key, T0 - 100, replaced_at=T0 + 100),
+        BoxKey(new.verify_key, T0 + 100),
+    ]
+    directory = WriterDirectory(boxes={"seiro-1": periods})
+    later = box_writer_id("seiro-1", key_id(new.verify_key)[:16])
+    assert directory(BOX.writer_id) == BOX.verify_key
+    assert directory(later) == new.verify_key
+    assert directory(box_writer_id("seiro-1", "0" * 16)) is None  # a key never certified
+    assert (directory.retired_at(BOX.writer_id), directory.retired_at(later)) == (T0 + 100, None)
+
+    storage, log = build(3)  # the box's entries at T0 .. T0 + 2, inside its first period
+    log.append(AuditWriter(later, new), AuditKind.LOGIN_OK, {}, T0 + 200)
+    assert verify_town(storage, RING, WriterDirectory(boxes={"seiro-1": periods}, clerks=[CERT]),
+                       {}).ok  # fmt: skip
+    # the first key again, after it was replaced: that entry is named, not the earlier ones
+    log.append(BOX, AuditKind.LOGIN_FAILED, {}, T0 + 150)
+    report = verify_town(storage, RING, WriterDirectory(boxes={"seiro-1": periods},
+                                                        clerks=[CERT]), {})  # fmt: skip
+    assert report.first is not None
+    assert (report.first.writer, report.first.fault) == (BOX.writer_id, Fault.RETIRED_KEY)
+    assert report.first.seq == report.chains[BOX.writer_id].entries + 1
+    # a revoked key likewise
+    revoked = [BoxKey(BOX.verify_key, T0 - 100, revoked_at=T0 + 120), periods[1]]
+    report = verify_town(storage, RING, WriterDirectory(boxes={"seiro-1": revoked},
+                                                        clerks=[CERT]), {})  # fmt: skip
+    assert report.first is not None and report.first.fault is Fault.RETIRED_KEY
 
 
 # ---------------------------------------------------------------------------- details
