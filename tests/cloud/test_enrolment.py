@@ -348,7 +348,7 @@ def test_a_box_re_enrolled_with_a_new_key_writes_a_new_chain_and_the_old_key_is_
         expected = f"box:seiro-1:{key_id(new_key)[:16]}"
         assert json.loads((new_box / "federation.json").read_text())["audit_writer"] == expected
         assert box_audit_writer(new_box, "seiro-1").writer_id == expected
-        listed = verify_list(httpx.get(f"{url}/api/revocations").json(), root,
+        listed = verify_list(httpx.get(f"{url}/api/revocations", timeout=30).json(), root,
                              now=datetime.now(UTC))  # fmt: skip
         assert listed.reason(first.certificate.verify_key)
         assert listed.reason(new_key) is None
