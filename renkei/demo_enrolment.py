@@ -32,10 +32,11 @@ from nacl.signing import SigningKey, VerifyKey
 from cloud.anchors import AnchorRefused, enrolled_box_key
 from cloud.ceremony import certify_request, init_issuer, install_issuer
 from cloud.enrolment import EnrolmentError, Registry, issue_token, load_issuer_key
+from edge.boxkey import box_audit_writer
 from edge.enrolment import EnrolError, enrol, enrolled_box_id, federation_settings
 from edge.tls import CERT_FILE
 from renkei.commands.enrolment import staged_tls
-from shared.audit import HEAD, AnchorStore, ChainHead, box_writer_id
+from shared.audit import HEAD, AnchorStore, ChainHead
 from shared.crypto import FederationRoot, open_secret, seal_secret
 from shared.storage import SqliteStorage
 
@@ -188,7 +189,7 @@ def wait_anchored(hub_data: Path, boxes: list[DemoBox], timeout_s: float = 90.0)
     while True:
         behind = []
         for box in boxes:
-            writer = box_writer_id(box.name)
+            writer = box_audit_writer(box.data, box.name).writer_id  # its key's chain
             head = _box_head(box, writer)
             anchored = _hub_anchor(hub_data, box.town, writer)
             if head is None or anchored != head:
