@@ -193,6 +193,26 @@ class Lan:
         ip("-n", self.switch, "link", "set", port, "master", "br0")
         ip("-n", self.switch, "link", "set", port, "up")
 
+    def unplug(self, host: str) -> None:
+        """Pull a host's cable: its `lan0` goes (with the other end, wherever it was)."""
+        ip("-n", self.namespaces[host], "link", "del", LAN_IF)
+
+    def cable(self, host: str, into: str) -> str:
+        """Plug an unplugged host straight into another host's namespace (a laptop into a
+        town hall's LAN): a veth from its `lan0` keeping its address, the other end
+        routed to it there; the host reaches only `into`'s own address. Returns the
+        name of the end in `into`."""
+        namespace, there = self.namespaces[host], self.namespaces[into]
+        end = f"c-{host}"[:15]
+        ip("link", "add", LAN_IF, "netns", namespace, "type", "veth", "peer", "name", end,
+           "netns", there)  # fmt: skip
+        ip("-n", namespace, "addr", "add", f"{self.addresses[host]}/32", "dev", LAN_IF)
+        ip("-n", namespace, "link", "set", LAN_IF, "up")
+        ip("-n", namespace, "route", "add", f"{self.addresses[into]}/32", "dev", LAN_IF)
+        ip("-n", there, "link", "set", end, "up")
+        ip("-n", there, "route", "add", f"{self.addresses[host]}/32", "dev", end)
+        return end
+
     def exec(self, host: str, *command: str) -> list[str]:
         return ["ip", "netns", "exec", self.namespaces[host], *command]
 

@@ -112,7 +112,7 @@ def _local(args: argparse.Namespace, say: Any) -> Any:
         raise SystemExit(f"unknown town codes: {sorted(unknown)}")
     cases = tuple(CASE_NAMES[c] for c in args.cases.split(",") if c)
     fed = LocalFederation(args.dir, seed=args.seed, short=args.profile == "short", say=say,
-                          network=args.network)  # fmt: skip
+                          network=args.network, portable=towns)  # fmt: skip
     drill = Drill(fed, towns, cases, budget_scale=args.budget_scale, say=say)
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the drill's `finally` stops every process
     # and removes its network namespaces (atexit would not run on a signal's default).

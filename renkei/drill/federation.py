@@ -119,6 +119,8 @@ class BoxProcess:
     process: subprocess.Popen[bytes] | None = None
     printer: Printer | None = None
     address: str = LOOPBACK  # the town hall LAN's address of the box (netns) or loopback
+    name: str = ""  # box id, if not box-<town> (the portable node: laptop-<town>)
+    lan_host: str = ""  # its host on the drill's LAN, if not the town hall's
 
     @property
     def url(self) -> str:
@@ -130,7 +132,11 @@ class BoxProcess:
 
     @property
     def box_id(self) -> str:
-        return f"box-{self.town}"
+        return self.name or f"box-{self.town}"
+
+    @property
+    def host(self) -> str:
+        return self.lan_host or self.town
 
 
 @dataclass
@@ -154,6 +160,9 @@ class LocalFederation:
     network_used: str = ""  # "netns" or "loopback", decided by `prepare`
     network_note: str = ""  # why auto fell back to loopback; what was left behind
     lan: netns.Lan | None = None
+    portable: tuple[str, ...] = ()  # towns whose box has a portable node (netns only)
+    laptops: dict[str, BoxProcess] = field(default_factory=dict)
+    carried: dict[str, Any] = field(default_factory=dict)  # town → portable.Carried
     hub_passphrase: str = ""
     hub_port: int = 0
     hub: subprocess.Popen[bytes] | None = None
@@ -200,6 +209,10 @@ class LocalFederation:
             subnet = netns.free_subnet()
             hosts = {"hub": str(subnet[2])}
             hosts |= {code: str(subnet[11 + i]) for i, code in enumerate(TOWNS)}
+            from renkei.drill.portable import host_name
+
+            hosts |= {host_name(code): str(subnet[21 + TOWNS.index(code)])
+                      for code in self.portable}  # fmt: skip
             self.lan = netns.Lan.create(NETNS_PREFIX, hosts, root_address=str(subnet[1]))
         except netns.NetnsError as exc:
             raise FederationError(str(exc)) from exc
@@ -224,6 +237,7 @@ class LocalFederation:
             "namespaces": [] if lan is None else list(lan.created),
             "links": [lan.root_link] if lan is not None and lan.root_link else [],
             "left": [] if lan is None else lan.leftovers(),
+            "portable": [c.to_json() for c in self.carried.values()],
         }
 
     @property
@@ -281,6 +295,11 @@ class LocalFederation:
         for code, box in self.boxes.items():
             box.tls = folders[code]
             self._enrol(box, [b for b in self.boxes.values() if b is not box])
+        if self.lan is not None:
+            from renkei.drill import portable
+
+            for code in self.portable:
+                self.laptops[code] = portable.make(self, code)
         _ = Identity  # (imported for the type of BoxProcess.identity)
 
     def _provision(self, storage: Any, code: str) -> TownClerks:
@@ -429,6 +448,34 @@ class LocalFederation:
             self.start_box(code, wait=False)
         for code in self.boxes:
             self.wait_box(code)
+        self._start_laptops()
+
+    def _start_laptops(self) -> None:
+        """Each portable node starts at home and takes its town from its own box."""
+        from renkei.drill import portable
+
+        for code, laptop in self.laptops.items():
+            self.start_box(code, box=laptop)
+        for code in self.laptops:
+            self.carried[code] = portable.wait_home_sync(self, code, 600 if self.short else 1800)
+
+    def carry_laptop(self, town: str, host: str) -> None:
+        """Case 2: the town's portable node goes to the host town (if it has one)."""
+        from renkei.drill import portable
+
+        if town in self.laptops and self.carried[town].home_synced_s is not None:
+            self.say(f"  ノートPC（{self.laptops[town].box_id}）を受入町村の LAN に接続します")
+            portable.carry(self, town, host)
+
+    def stop_process(self, box: BoxProcess) -> None:
+        if box.process is not None and box.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(box.process.pid, signal.SIGTERM)
+            try:
+                box.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                _kill_group(box.process)
+        box.process = None
 
     def start_hub(self) -> None:
         from renkei.commands.demo import _wait_ready
@@ -441,22 +488,22 @@ class LocalFederation:
         )  # fmt: skip
         self._wait(_wait_ready, self.hub_url, self.hub, "hub")
 
-    def start_box(self, code: str, *, wait: bool = True) -> None:
-        box = self.boxes[code]
+    def start_box(self, code: str, *, wait: bool = True, box: BoxProcess | None = None) -> None:
+        box = box or self.boxes[code]
         box.process = self._spawn(
             ["box", "--hub", box.proxy.url, "--town", code, "--host", box.address,
              "--port", str(box.port), "--data", str(box.data), "--tls", str(box.tls)],
-            self.root / "logs" / f"box-{code}.log", host=code,
+            self.root / "logs" / f"{box.box_id}.log", host=box.host,
         )  # fmt: skip
         if wait:
-            self.wait_box(code)
+            self.wait_box(code, box)
 
-    def wait_box(self, code: str) -> None:
+    def wait_box(self, code: str, box: BoxProcess | None = None) -> None:
         from renkei.commands.demo import _wait_ready
 
-        box = self.boxes[code]
+        box = box or self.boxes[code]
         assert box.process is not None
-        self._wait(_wait_ready, box.url, box.process, f"box {code}")
+        self._wait(_wait_ready, box.url, box.process, box.box_id)
 
     def _wait(self, wait: Any, url: str, process: subprocess.Popen[bytes], what: str) -> None:
         try:
@@ -523,7 +570,8 @@ class LocalFederation:
 
     def close(self) -> None:
         try:
-            processes = [b.process for b in self.boxes.values()] + [self.hub]
+            processes = [b.process for b in [*self.boxes.values(), *self.laptops.values()]]
+            processes.append(self.hub)
             processes += [b.printer.process for b in self.boxes.values() if b.printer]
             for process in processes:
                 if process is not None and process.poll() is None:

@@ -120,6 +120,12 @@ def network_line(report: dict[str, Any]) -> str:
         line = "ネットワーク: ループバック（127.0.0.1）" + (f" — {net['note']}" if net["note"] else "")
     if net["left"]:
         line += f"　後片付けに失敗: {', '.join(net['left'])}"
+    for node in net.get("portable", []):
+        line += (f"\n持ち運び端末 {node['node']}（{node['address']}）: 出発前に自庁の {node['home_entries']} 件を同期"
+                 + (f"、{node['carried_to']} の LAN で {node['synced_s']} 秒で同期（送 {node['pushed']}・受 {node['pulled']} 件）"
+                    if node["ok"] else f"、受入町村で未同期 {node['note']}"))
+    if net["mode"] != "netns":
+        line += "\n持ち運び端末: 名前空間でのみ動かします（この実行では使っていません）"
     return line
 
 

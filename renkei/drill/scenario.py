@@ -453,6 +453,8 @@ class Drill:
             if first is not None:
                 outcome.recovery_s = round(first - failed_at, 3)
             self._data_loss(outcome, town, failed_at)
+            if situation == CASE2:  # the town's laptop goes to the host (not timed above)
+                fed.carry_laptop(town, host)
             outcome.hub_as_of = self.hub_towns.get(town, {}).get("as_of", "")
             outcome.shown_as_of = self._last_shown.get((town, situation), "")
             outcome.human_steps = self._steps(town, situation)

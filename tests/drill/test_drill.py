@@ -130,6 +130,12 @@ def test_the_federation_ran_on_the_namespace_lan_it_made_and_left_nothing_of_it(
     printed = [e["text"] for c in rows[17]["checks"] for e in c["evidence"]]
     printer = f"ipp://{net['hosts'][host]['address']}:"
     assert any(printer in t and "受け取りました" in t for t in printed), printed
+    # the town's portable node: synced at home, plugged into the case 2 host's namespace,
+    # its edit made on the way now held by the host box
+    (node,) = net["portable"]
+    assert node["node"] == f"laptop-{TOWN}" and node["home_entries"] > 0, node
+    assert node["carried_to"] == host and node["ok"] and node["pushed"] >= 1, node
+    assert node["namespace"] in net["namespaces"] and node["cable"], node
     assert net["left"] == []
     assert not set(net["namespaces"]) & set(netns.namespaces())
     assert not set(net["links"]) & set(netns.links())
