@@ -146,6 +146,7 @@ class Box:
         self.capabilities: dict[str, str] = {}
         self._pending: dict[tuple[str, str], str] = {}
         self.hub_reachable = False
+        self._pull_wake: asyncio.Event | None = None  # set by pull_soon, awaited in pull_forever
         self.audit = TownAuditRecorder(
             self.storage,
             box_audit_writer(config.data_dir, config.host_box),
@@ -198,13 +199,22 @@ class Box:
             self.hub_reachable = False
             log.warning("pull from the hub failed: %s", exc)
 
+    def pull_soon(self) -> None:
+        """Pull now rather than at the next interval: something waits to go to the hub
+        (a sealed export), and the hub's operator should not wait half a minute for it."""
+        if self._pull_wake is not None:
+            self._pull_wake.set()
+
     async def pull_forever(self) -> None:
         # While the hub cannot be reached (a box started before it, a cut line), ask
         # again soon — 1 s, doubling up to the usual interval — not a whole interval on.
         retry = 1.0
+        self._pull_wake = wake = asyncio.Event()
         while True:
             delay = self.config.pull_interval_s if self.hub_reachable else retry
-            await asyncio.sleep(min(delay, self.config.pull_interval_s))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), min(delay, self.config.pull_interval_s))
+            wake.clear()
             await asyncio.to_thread(self.pull_once)
             retry = 1.0 if self.hub_reachable else min(retry * 2, self.config.pull_interval_s)
 

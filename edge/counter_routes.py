@@ -396,14 +396,16 @@ def counter_routes(
             terminal=desk["terminal"],
             reason=reason,
         )
-        # Sealed for the hub, handed over at the first pull that reaches it
-        # (edge.procedure.push_exports): the hub's intake queue hears of it on reconnect.
+        # Sealed for the hub, handed over by a pull started now or the first later pull
+        # that reaches it (edge.procedure.push_exports): the intake queue hears of it on
+        # reconnect.
         handoff = await ask(request, {"op": "intake_handoff", "form": {"number": answer["number"]}})
         if handoff is not None and handoff.get("ok"):
             box.storage.save(
                 (principal.town_code, "export", str(handoff["name"])),
                 bytes.fromhex(str(handoff["sealed"])),
             )
+            box.pull_soon()
         return download(bytes.fromhex(answer["pdf"]), f"{answer['number']}.pdf")
 
     @auth.require()

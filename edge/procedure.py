@@ -14,8 +14,9 @@ Ticks are kept for display under (town, "emergency", "checklist") as
 `emergency_step` audit entry sealed to the town; the end is an `emergency_ended` entry.
 Sealed exports are kept under (town, "export", name) — sealed to the town, so a host
 supervisor may hand the file over without being able to read it — and are handed to the
-hub at the next pull (`push_exports`, marked under (town, "export-sent", name)), where
-the operator's intake screen lists them (cloud/screens.py).
+hub by a pull started at once (`Box.pull_soon`), or by the first later pull that reaches
+the hub (`push_exports`, marked under (town, "export-sent", name)), where the operator's
+intake screen lists them (cloud/screens.py).
 """
 
 from __future__ import annotations
@@ -223,6 +224,7 @@ class EmergencyScreens:
                 not_revoked.append(accepted)
         name = str(answer["name"])
         self.box.storage.save((town, "export", name), bytes.fromhex(answer["sealed"]))
+        self.box.pull_soon()  # to the hub now if it answers, else at the first pull that does
         manifest = answer["manifest"]
         self.box.record(
             town,

@@ -288,7 +288,8 @@ def test_case_1_hub_stopped_intake_offline(sc: Scenario) -> None:
 
 def _hub_exports(sc: Scenario, prefix: str, timeout: float = 150) -> list[str]:
     """Names of this town's exports the hub holds that start with `prefix`, waiting up
-    to `timeout` for one (the box hands them over at its next pull, every 30 s)."""
+    to `timeout` for one (handed over by the pull the box starts when it seals one, or
+    the first later pull that reaches the hub)."""
     deadline = time.monotonic() + timeout
     while True:
         storage = SqliteStorage(hub_db_path(sc.box.root / "hub"))

@@ -120,7 +120,7 @@ def test_visiting_session_names_both_towns_and_ending_it_seals_the_town(box: Rol
 
 
 def test_the_box_hands_the_export_to_the_hub(box: RoleBox) -> None:
-    """Runs after the end of the emergency: the next pull (every 30 s) sends it."""
+    """Runs after the end of the emergency: the pull the end starts sends it."""
     deadline = time.monotonic() + 90
     while True:
         storage = SqliteStorage(box.root / "hub" / "hub.db")
