@@ -9,8 +9,6 @@ admit A's sync id at their sync ports."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import free_port
-from test_box_anchoring import HUB_PASSPHRASE, enrol_box, prepare_hub
-from test_box_processes import _wait
+from box_lan import FAST as LIVENESS
+from box_lan import lan_boxes
 
 from cloud.sync_api import peer_key
 from edge.discovery import JOURNAL_FILE
@@ -28,12 +25,9 @@ from edge.revocations import FILE
 from shared.storage import SqliteStorage
 from shared.sync.replica import load_or_create_identity
 
-TOWN = "15307"
 BOXES = {"a": "box-15307", "b": "seiro-2", "c": "seiro-3"}
-FAST = {
-    "liveness_interval_s": 1.0, "liveness_timeout_s": 2.0, "recheck_s": 2.0,
-    "revocation_interval_s": 1.0,  # each box asks its sources for a newer list every second
-}  # fmt: skip
+# each box also asks its sources for a newer revocation list every second
+FAST = {**LIVENESS, "revocation_interval_s": 1.0}
 
 
 def _journal(data: Path) -> list[dict[str, Any]]:
@@ -88,47 +82,11 @@ def _until(condition: Any, timeout: float, what: str) -> None:
 def test_a_revoked_box_is_refused_by_partner_boxes_even_one_that_cannot_reach_the_hub(
     tmp_path: Path, small_export_dir: Path
 ) -> None:
-    root = tmp_path
-    federation, _supervisor = prepare_hub(root, small_export_dir)
-    from edge.tls import create_ca, issue_server_cert, write_server_files
-
-    ca_cert, ca_key = create_ca()
-    (root / "ca.crt").write_bytes(ca_cert)
-    write_server_files(root / "tls", *issue_server_cert(ca_cert, ca_key, [], ["127.0.0.1"]))
-    env = {**os.environ, "RENKEI_HUB_PASSPHRASE": HUB_PASSPHRASE}
-    hub_port, dead_port = free_port(), free_port()
-    ports = {name: free_port() for name in BOXES}
-    data = {name: root / name / "data" for name in BOXES}
-    processes: list[subprocess.Popen[bytes]] = []
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "renkei", "hub", "--data", str(root / "hub"),
-         "--port", str(hub_port)], env=env,
-    )  # fmt: skip
-    processes.append(hub)
-    hub_url = f"http://127.0.0.1:{hub_port}"
-    try:
-        _wait(hub_url, hub, root / "ca.crt")
-        for name, box in BOXES.items():
-            tls = root / name / "tls"
-            shutil.copytree(root / "tls", tls)
-            enrol_box(root, hub_url, federation, env, box, data[name], tls)
-            settings_file = data[name] / "discovery.json"
-            settings = json.loads(settings_file.read_text(encoding="utf-8"))
-            settings.update(FAST, port=ports[name], name=f"聖籠町 {box}")
-            settings_file.write_text(json.dumps(settings, ensure_ascii=False))
-            sync = {"listen": f"127.0.0.1:{free_port()}"}  # box↔box sync port, offered to peers
-            (data[name] / "sync.json").write_text(json.dumps(sync))
-        boxes = {}
-        for name in BOXES:
-            box_hub = f"http://127.0.0.1:{dead_port}" if name == "b" else hub_url
-            boxes[name] = subprocess.Popen(
-                [sys.executable, "-m", "renkei", "box", "--hub", box_hub, "--town", TOWN,
-                 "--port", str(ports[name]), "--data", str(data[name]),
-                 "--tls", str(root / name / "tls"), "--discover", "127.0.0.1"], env=env,
-            )  # fmt: skip
-            processes.append(boxes[name])
-        for name, process in boxes.items():
-            _wait(f"https://127.0.0.1:{ports[name]}", process, root / "ca.crt")
+    with lan_boxes(
+        tmp_path, small_export_dir, BOXES, settings=FAST, sync_ports=True,
+        hub_unreachable=frozenset({"b"}),
+    ) as lan:  # fmt: skip
+        data = lan.data
         for name in ("b", "c"):
             _until(lambda n=name: _verified(data[n], BOXES["a"]), 120, f"{name} verifies A")
         assert not _refused_as_revoked(data["b"]) and not _refused_as_revoked(data["c"])
@@ -137,8 +95,9 @@ def test_a_revoked_box_is_refused_by_partner_boxes_even_one_that_cannot_reach_th
             _until(lambda n=name: _admits(data[n], sync_a), 60, f"{name} admits A's sync id")
 
         done = subprocess.run(
-            [sys.executable, "-m", "renkei", "enrolment", "revoke", "--data", str(root / "hub"),
-             "--box", BOXES["a"]], capture_output=True, text=True, env=env, timeout=120,
+            [sys.executable, "-m", "renkei", "enrolment", "revoke", "--data",
+             str(lan.root / "hub"), "--box", BOXES["a"]],
+            capture_output=True, text=True, env=lan.env, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
 
@@ -152,8 +111,3 @@ def test_a_revoked_box_is_refused_by_partner_boxes_even_one_that_cannot_reach_th
         for name in ("b", "c"):
             _until(lambda n=name: not _admits(data[n], sync_a), 30, f"{name} withdraws A")
             assert _admits(data[name], _sync_id(data["c" if name == "b" else "b"]))
-    finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
