@@ -14,6 +14,9 @@ box key and admits its sync identity; the box installs its certificate, TLS file
 federation.json and discovery.json. A box an earlier run enrolled is left as it is while
 the hub still takes its audit anchors (cloud/anchors.py `enrolled_box_key`).
 
+`renkei drill` enrols its boxes with the same two steps (`certify_hub` with the drill's
+root, then `enrol_boxes`; renkei/drill/federation.py).
+
 `wait_anchored` is the smoke test's proof: the hub holds each box's newest audit chain
 head, which it takes only from an enrolled box.
 """
@@ -58,10 +61,11 @@ class DemoBox:
     data: Path  # renkei box --data
     tls: Path  # renkei box --tls
     staged_tls: Path  # the ceremony's server.crt and server.key for this box
+    box_id: str = ""  # if not box-<town> (the drill's portable node: laptop-<town>)
 
     @property
     def name(self) -> str:
-        return f"box-{self.town}"
+        return self.box_id or f"box-{self.town}"
 
 
 def _root(folder: Path, passphrase: str) -> tuple[VerifyKey, Callable[[], FederationRoot]]:
@@ -87,6 +91,16 @@ def hold_ceremony(workdir: Path, hub_data: Path, hub_passphrase: str, passphrase
     folder = workdir / CEREMONY_DIR
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     root, open_root = _root(folder, passphrase)
+    certify_hub(hub_data, hub_passphrase, root, open_root)
+    return root
+
+
+def certify_hub(
+    hub_data: Path, hub_passphrase: str, root: VerifyKey, open_root: Callable[[], FederationRoot]
+) -> None:
+    """The ceremony at the hub (docs/operations.md §2): `root` pinned, the hub's
+    enrolment key made (`renkei ceremony init`) and certified by the root (`open_root`
+    is called only when a certificate is due). Also what `renkei drill` holds."""
     registry = Registry(hub_data / "hub.db")
     try:
         pinned, issuer_key = registry.setting("root"), registry.setting("issuer_key")
@@ -108,7 +122,6 @@ def hold_ceremony(workdir: Path, hub_data: Path, hub_passphrase: str, passphrase
         }
     if issuer is None or issuer.expires_at - RENEW_BEFORE < datetime.now(UTC):
         install_issuer(hub_data, certify_request(request, open_root(), ISSUER_DAYS))
-    return root
 
 
 def is_enrolled(hub_data: Path, hub_url: str, box: DemoBox) -> bool:

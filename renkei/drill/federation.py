@@ -20,9 +20,11 @@ certificates (`_issue_tls`), waiting for a process to answer (`_wait_ready`).
 
 Set-up plays the key ceremony and the IT staff: synthetic towns are generated and
 imported with the hub's custody, four clerks per town get passwords (a roster clerk who
-travels, a second roster clerk, a supervisor, a deputy who signs activations), each box
-is enrolled (`box.cert.json`) and its sync identity admitted at the hub and at the other
-boxes. Nothing here changes how a box or the hub behaves.
+travels, a second roster clerk, a supervisor, a deputy who signs activations), the
+drill's federation root is pinned at the hub and certifies its enrolment key, and once
+the hub answers each box is enrolled there with a one-time token as `renkei demo` does
+(renkei/demo_enrolment.py); the boxes admit each other as LAN sync peers. Nothing here
+changes how a box or the hub behaves.
 
 Edits at the boxes (for the data-loss figure) are written by `EditWriter` into a box's
 own store with the box's sync identity, as a town worker in that box would: the box has
@@ -44,7 +46,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,7 @@ class LocalFederation:
     custody: Any = None
     ca_file: Path = Path()
     federation_root: Any = None  # shared.crypto.FederationRoot
+    staged_tls: dict[str, Path] = field(default_factory=dict)  # box id → its TLS files
     printers_error: str = ""
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -249,9 +251,9 @@ class LocalFederation:
         from cloud.app import hub_db_path
         from cloud.custody import Custody
         from cloud.importer import import_export
-        from cloud.sync_api import enrol_peer
         from cloud.synthetic import generate
         from renkei.commands.demo import _issue_tls
+        from renkei.demo_enrolment import certify_hub
         from shared.crypto import FederationRoot
         from shared.export_csv import write_export
         from shared.storage import SqliteStorage
@@ -282,19 +284,21 @@ class LocalFederation:
             self.hub_port = HUB_PORT if self.lan else free_port()
             for code in TOWNS:
                 self.boxes[code] = self._box(code)
-            for box in self.boxes.values():
-                enrol_peer(storage, box.identity.writer_id)
         finally:
             storage.close()
         passphrase = secrets.token_urlsafe(24)
         self.custody.save(self.hub_data, passphrase)
         self.hub_passphrase = passphrase  # the operator unseals the hub's keys at start
         box_urls = {code: box.url for code, box in self.boxes.items()}
-        self.ca_file, folders = _issue_tls(self.root, box_urls)
+        # the ceremony's USB stick: each box's TLS files, handed over at enrolment
+        self.ca_file, staged = _issue_tls(self.root, box_urls, into=self.ceremony)
+        self.staged_tls = {f"box-{code}": folder for code, folder in staged.items()}
         self.federation_root = FederationRoot.generate()
+        root = self.federation_root
+        certify_hub(self.hub_data, passphrase, root.verify_key, lambda: root)
         for code, box in self.boxes.items():
-            box.tls = folders[code]
-            self._enrol(box, [b for b in self.boxes.values() if b is not box])
+            box.tls = self.root / "boxes" / code / "tls"
+            self._lan_peer(box, [b for b in self.boxes.values() if b is not box])
         if self.lan is not None:
             from renkei.drill import portable
 
@@ -382,24 +386,18 @@ class LocalFederation:
 
         return ipaddress.ip_network(f"{self.address('drill')}/24", strict=False)
 
-    def _enrol(self, box: BoxProcess, others: list[BoxProcess]) -> None:
-        """The key ceremony's part for one box: its box key certified by the federation
-        root, its sync identity stored, the other boxes admitted as sync peers."""
+    @property
+    def ceremony(self) -> Path:
+        return self.root / "ceremony"
+
+    def _lan_peer(self, box: BoxProcess, others: list[BoxProcess]) -> None:
+        """What the IT staff set on a box besides its enrolment at the hub (`enrol`):
+        its sync identity, the other boxes admitted as LAN sync peers, its settings."""
         from cloud.sync_api import enrol_peer
-        from edge.boxkey import box_signing_key
-        from edge.identity_api import write_enrolment
-        from shared.crypto import issue_box_certificate
         from shared.storage import SqliteStorage
         from shared.sync.replica import IDENTITY_KEY
 
         box.data.mkdir(parents=True, exist_ok=True)
-        key = box_signing_key(box.data)
-        now = datetime.now(UTC)
-        write_enrolment(box.data, issue_box_certificate(
-            self.federation_root, box.box_id, town=box.town,
-            sealing_key=key.to_curve25519_private_key().public_key, verify_key=key.verify_key,
-            issued_at=now - timedelta(hours=1), expires_at=now + timedelta(days=30),
-        ))  # fmt: skip
         # Discovery stays off (no interface): peers and printers are configured; the
         # settings bind the box's HTTPS certificate into its identity proof and name the
         # federation root.
@@ -422,6 +420,25 @@ class LocalFederation:
             "backoff_initial_s": 0.5, "backoff_max_s": 3,
         }))  # fmt: skip
 
+    def enrol(self) -> None:
+        """Each box (and portable node) enrolled at the running hub as an installation
+        enrols one (renkei/demo_enrolment.py `enrol_boxes`): a one-time token with its
+        TLS files staged, then `renkei enroll` over HTTP. The hub certifies the box key
+        (chained to the drill's root, pinned at the hub by `certify_hub`), keeps it in
+        its registry and admits its sync identity; the box installs its certificate,
+        TLS files and federation.json."""
+        from renkei.demo_enrolment import DemoBox, DemoEnrolmentError, enrol_boxes
+
+        boxes = [DemoBox(b.town, b.data, b.tls, self.staged_tls[b.box_id], b.box_id)
+                 for b in [*self.boxes.values(), *self.laptops.values()]]  # fmt: skip
+        try:
+            enrol_boxes(self.hub_url, self.hub_data, self.hub_passphrase,
+                        self.federation_root.verify_key, self.ca_file, boxes)  # fmt: skip
+        except DemoEnrolmentError as exc:
+            raise FederationError(f"box enrolment failed: {exc}") from exc
+        self.say(f"連携ボックス {len(boxes)} 台をハブに登録しました"
+                 "（ワンタイムトークン → renkei enroll）")  # fmt: skip
+
     # ------------------------------------------------------------------ processes
 
     def _in(self, host: str, command: list[str]) -> list[str]:
@@ -441,6 +458,7 @@ class LocalFederation:
 
     def start(self) -> None:
         self.start_hub()
+        self.enrol()
         for box in self.boxes.values():
             self._stack.enter_context(box.proxy.running())
         self._start_printers()

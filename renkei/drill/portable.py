@@ -51,10 +51,9 @@ class Carried:
 
 
 def make(fed: LocalFederation, town: str) -> BoxProcess:
-    """The laptop's box: data, identity, enrolment, TLS from the drill's CA."""
-    from cloud.app import hub_db_path
+    """The laptop's box: data, identity, TLS from the drill's CA staged for its
+    enrolment at the hub (`LocalFederation.enrol`, once the hub answers)."""
     from cloud.sync_api import enrol_peer
-    from edge.enrolment import FEDERATION_FILE
     from edge.tls import issue_server_cert, write_server_files
     from shared.storage import SqliteStorage
     from shared.sync.identity import Identity
@@ -69,10 +68,9 @@ def make(fed: LocalFederation, town: str) -> BoxProcess:
     cert, key = issue_server_cert((ca / "renkei-ca.crt").read_bytes(),
                                   (ca / "renkei-ca.key").read_bytes(),
                                   [f"laptop-{town}.renkei.lan"], [laptop.address])  # fmt: skip
-    write_server_files(laptop.tls, cert, key)
-    fed._enrol(laptop, [own])
-    # what enrolment records: the box id it is enrolled under (not box-<town>)
-    (laptop.data / FEDERATION_FILE).write_text(json.dumps({"box": laptop.box_id}))
+    fed.staged_tls[laptop.box_id] = fed.ceremony / laptop.box_id
+    write_server_files(fed.staged_tls[laptop.box_id], cert, key)
+    fed._lan_peer(laptop, [own])
     _sync_settings(laptop, own, town)
     for box in fed.boxes.values():  # every box admits it: it syncs at home and away
         storage = SqliteStorage(box.data / "replica.db")
@@ -80,11 +78,6 @@ def make(fed: LocalFederation, town: str) -> BoxProcess:
             enrol_peer(storage, laptop.identity.writer_id)
         finally:
             storage.close()
-    storage = SqliteStorage(hub_db_path(fed.hub_data))
-    try:
-        enrol_peer(storage, laptop.identity.writer_id)
-    finally:
-        storage.close()
     return laptop
 
 

@@ -248,7 +248,9 @@ class Drill:
 
     def _box_row(self, town: str) -> None:
         """Row 3: the town's box answers and proves its enrolment (the federation root's
-        certificate, a signature over a fresh nonce bound to its TLS certificate)."""
+        certificate, a signature over a fresh nonce bound to its TLS certificate), and the
+        hub's registry holds that key as the box's unrevoked enrolment (what the hub
+        takes the box's audit anchors and sync under)."""
         from edge.identity_api import server_cert_der
         from edge.peers import PeerError, verify_answer
 
@@ -271,11 +273,27 @@ class Drill:
             check.see("request", f"GET /api/identity → {answer.status_code}: 登録証明 {cert.subject}"
                       f"（{cert.town}、連携ルート署名・TLS証明書に結合）を確認", box=cert.subject)  # fmt: skip
             check.ok(cert.subject == box.box_id and cert.town == town, "別のボックスの証明書です")
+            self._hub_knows(check, cert)
         except (PeerError, ValueError) as exc:
             check.see(
                 "refusal", f"GET /api/identity → {answer.status_code}: 登録を確認できません: {exc}"
             )
             check.ok(False, "登録を確認できません")
+
+    def _hub_knows(self, check: Check, cert: Any) -> None:
+        from cloud.anchors import AnchorRefused, enrolled_box_key
+        from cloud.enrolment import Registry
+
+        registry = Registry(self.fed.hub_data / "hub.db")
+        try:
+            enrolled_box_key(registry, cert.subject, cert.verify_key, time.time())
+            check.see("hub", f"ハブの登録簿: {cert.subject} はこの鍵で登録済み（失効なし、"
+                      "連携ルートまで検証）", box=cert.subject)  # fmt: skip
+        except AnchorRefused as exc:
+            check.see("refusal", f"ハブの登録簿: {cert.subject} を確認できません: {exc}")
+            check.ok(False, "ハブに登録されていません")
+        finally:
+            registry.close()
 
     # ------------------------------------------------------------------ edits
 

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -213,3 +214,50 @@ def test_a_live_document_stops_a_drill() -> None:
         require_drill_document("20261127-15307-B01-T01-P01-000001", "見本")
     with pytest.raises(NotDrillMode):
         require_drill_document("D20261127-15307-B01-T01-P01-000001", "住民票の写し")
+
+
+def test_the_hub_pins_the_drill_root_enrols_every_box_and_takes_their_anchors(
+    drill: tuple[int, dict[str, Any], Path],
+) -> None:
+    """The drill's boxes (and the portable node) are enrolled at the hub with a one-time
+    token, as an installation does: the hub has the drill's root pinned and each box in
+    its registry, refuses none of their audit anchors, and holds an anchored head of the
+    audit chain of each box that issued while the hub was up. Row 3 cites the hub's registry."""
+    from nacl.signing import SigningKey
+
+    from cloud.anchors import enrolled_box_key
+    from cloud.enrolment import Registry
+    from edge.boxkey import box_audit_writer
+    from edge.enrolment import enrolled_box_id
+    from shared.audit import AnchorStore
+    from shared.storage import SqliteStorage
+
+    _, report, tmp = drill
+    run = tmp / "run"
+    logs = sorted((run / "logs").glob("*.log"))
+    assert run / "logs" / "hub.log" in logs
+    for log in logs:
+        text = log.read_text(errors="replace")  # the hub's words, and a box's
+        assert "anchors refused" not in text and "refused the audit anchors" not in text, log
+    boxes = {f"box-{code}": run / "boxes" / code / "data" for code in ("15307", "15405", "15581")}
+    if report["network"]["mode"] == "netns":
+        boxes[f"laptop-{TOWN}"] = run / "laptops" / TOWN / "data"
+    registry = Registry(run / "hub" / "hub.db")
+    storage = SqliteStorage(run / "hub" / "hub.db")
+    try:
+        pinned = json.loads((boxes[f"box-{TOWN}"] / "discovery.json").read_text())
+        assert registry.setting("root") == pinned["federation_root"]  # the drill's root
+        for name, data in boxes.items():
+            assert enrolled_box_id(data) == name
+            key = SigningKey((data / "box.key").read_bytes()).verify_key
+            enrolled_box_key(registry, name, key, time.time())  # raises if not
+        # the boxes that issued while the hub was up (the town's own, the case 2 host;
+        # the case 3 host issues with the hub down) have their chain for the town anchored
+        for code in (TOWN, report_case_host(report, "case2")):
+            writer = box_audit_writer(boxes[f"box-{code}"], f"box-{code}").writer_id
+            assert AnchorStore(storage, TOWN).get(writer) is not None, code
+    finally:
+        storage.close()
+        registry.close()
+    seen = [e["text"] for c in rows_of(report, TOWN)[3]["checks"] for e in c["evidence"]]
+    assert any(t.startswith(f"ハブの登録簿: box-{TOWN} はこの鍵で登録済み") for t in seen), seen
