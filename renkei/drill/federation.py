@@ -473,9 +473,14 @@ class LocalFederation:
         from renkei.drill import portable
 
         for code, laptop in self.laptops.items():
-            self.start_box(code, box=laptop)
+            try:
+                self.start_box(code, box=laptop)
+            except FederationError as exc:  # reported with the node; the drill goes on
+                self.carried[code] = portable.Carried(code, laptop.box_id, note=str(exc))
         for code in self.laptops:
-            self.carried[code] = portable.wait_home_sync(self, code, 600 if self.short else 1800)
+            if code not in self.carried:
+                timeout = 120 if self.short else 900
+                self.carried[code] = portable.wait_home_sync(self, code, timeout)
 
     def carry_laptop(self, town: str, host: str) -> None:
         """Case 2: the town's portable node goes to the host town (if it has one)."""
