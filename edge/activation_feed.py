@@ -25,7 +25,6 @@ Started from the box's lifespan (`ActivationFeed.start`); polls every `interval_
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ import httpx
 import nacl.hash
 from nacl.encoding import RawEncoder
 
+from edge.background import BackgroundLoop
 from edge.emergency import seal_expired
 from shared.activation import (
     AcceptedActivation,
@@ -64,11 +64,10 @@ def _record_id(data: Any) -> str:
         return "x" + nacl.hash.blake2b(text, digest_size=8, encoder=RawEncoder).hex()
 
 
-class ActivationFeed:
+class ActivationFeed(BackgroundLoop):
     def __init__(self, box: Box, interval_s: float = 3.0) -> None:
         self.box = box
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ pending
 
@@ -163,11 +162,3 @@ class ActivationFeed:
                     log.exception("emergency feed failed")
                 await asyncio.sleep(self.interval_s)
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

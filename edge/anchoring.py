@@ -13,7 +13,6 @@ box (`renkei enroll`), so an unenrolled box is refused (logged once).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -23,6 +22,7 @@ import httpx
 from nacl.signing import SigningKey
 
 from cloud.anchors import CONTEXT, canonical
+from edge.background import BackgroundLoop
 from shared.audit import HEAD, AuditError, ChainHead
 from shared.storage import Storage
 
@@ -55,7 +55,7 @@ def signed_statement(
     }
 
 
-class AnchorReporter:
+class AnchorReporter(BackgroundLoop):
     def __init__(
         self,
         storage: Storage,
@@ -73,7 +73,6 @@ class AnchorReporter:
         self.interval_s = interval_s
         self._last: dict[str, list[dict[str, Any]]] | None = None
         self._refusal = ""
-        self._task: asyncio.Task[None] | None = None
 
     async def report_once(self, client: httpx.AsyncClient) -> bool:
         """Post the heads if they changed; True when the hub took a new statement."""
@@ -106,11 +105,3 @@ class AnchorReporter:
                     log.exception("audit anchoring failed")
                 await asyncio.sleep(self.interval_s)
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

@@ -34,6 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from edge import auth
+from edge.background import BackgroundLoop
 from edge.workers import WorkerGone
 from shared.activation import (
     MAX_BREAK_GLASS_SECONDS,
@@ -128,13 +129,12 @@ async def seal_expired(box: Box) -> list[str]:
     return sealed
 
 
-class ExpiryWatch:
+class ExpiryWatch(BackgroundLoop):
     """A supervised loop in the box's lifespan: `seal_expired` every `interval_s`."""
 
     def __init__(self, box: Box, interval_s: float = 2.0) -> None:
         self.box = box
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         while True:
@@ -144,14 +144,6 @@ class ExpiryWatch:
             except Exception:  # keep watching; the next tick tries again
                 log.exception("expiry watch failed")
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 # ---------------------------------------------------------------------------- break-glass

@@ -26,7 +26,6 @@ anchors the other's heads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import ssl
@@ -45,6 +44,7 @@ from starlette.routing import Route
 
 from cloud.anchors import CONTEXT, MAX_BODY, AnchorRefused, canonical
 from edge.anchoring import chain_heads, signed_statement
+from edge.background import BackgroundLoop
 from edge.peers import VerifiedPeer
 from shared.audit import AnchorStore, AuditConflict, AuditError, ChainHead, box_writer_id
 from shared.crypto import Certificate, CryptoError, verify_box_certificate
@@ -157,7 +157,7 @@ def _client_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
-class PeerAnchorExchange:
+class PeerAnchorExchange(BackgroundLoop):
     def __init__(
         self,
         storage: Storage,
@@ -179,7 +179,6 @@ class PeerAnchorExchange:
         self.ca_file = ca_file
         self.interval_s = interval_s
         self._sent: dict[str, dict[str, list[dict[str, Any]]]] = {}  # peer box -> heads
-        self._task: asyncio.Task[None] | None = None
 
     async def exchange_once(self) -> list[str]:
         """Post changed heads to every verified peer; the peers that took them."""
@@ -222,11 +221,3 @@ class PeerAnchorExchange:
                 log.exception("audit anchoring at peers failed")
             await asyncio.sleep(self.interval_s)
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

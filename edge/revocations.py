@@ -26,7 +26,6 @@ anchors.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -45,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from edge.background import BackgroundLoop
 from shared.crypto import Certificate, CryptoError, verify_issuer_certificate
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def _insecure() -> ssl.SSLContext:
     return context
 
 
-class RevocationFetcher:
+class RevocationFetcher(BackgroundLoop):
     """Every `interval_s`: ask the hub, then every verified LAN peer, for a newer list."""
 
     def __init__(
@@ -220,7 +220,6 @@ class RevocationFetcher:
         self.peers = peers
         self.interval_s = interval_s
         self.timeout_s = timeout_s
-        self._task: asyncio.Task[None] | None = None
         self._failing: set[str] = set()
 
     def sources(self) -> list[str]:
@@ -256,12 +255,3 @@ class RevocationFetcher:
                 log.exception("revocation list round failed")
             await asyncio.sleep(self.interval_s)
 
-    async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
