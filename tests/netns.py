@@ -63,6 +63,9 @@ def namespace_pair(prefix: str, addr_a: str, addr_b: str) -> Iterator[tuple[str,
              "peer", "name", veth_b, "netns", ns_b])  # fmt: skip
         for ns, veth, addr in ((ns_a, veth_a, addr_a), (ns_b, veth_b, addr_b)):
             run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", veth])
+            # No IPv6 link-local address: it would appear a moment after the link comes
+            # up, and Chromium aborts a page load on it (net::ERR_NETWORK_CHANGED).
+            run(["ip", "-n", ns, "link", "set", veth, "addrgenmode", "none"])
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
             run(["ip", "-n", ns, "link", "set", veth, "up"])
         yield ns_a, ns_b
