@@ -15,7 +15,6 @@ hub process (`HubAlerts`, started by the hub's lifespan), and whenever /alerts i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from starlette.routing import Route
 
 from shared import alerts, migrations
 from shared.alerts import Alert, AlertBook, DiskUsage, Thresholds
+from shared.background import BackgroundLoop
 
 if TYPE_CHECKING:
     from cloud.enrolment import HubEnrolment
@@ -133,7 +133,7 @@ def hub_alerts(
     return found
 
 
-class HubAlerts:
+class HubAlerts(BackgroundLoop):
     """The hub's alerts: evaluated every `interval_s` by a task of the hub process (so a
     change of state is logged once even when nobody opens /alerts), and on request.
 
@@ -148,7 +148,7 @@ class HubAlerts:
         self.enrolment = enrolment
         self.interval_s = interval_s
         self._book: AlertBook | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._storage: Storage | None = None
 
     def book(self) -> AlertBook:
         if self._book is None:
@@ -163,23 +163,21 @@ class HubAlerts:
         """One scheduled evaluation: the alerts whose level changed (each logged once)."""
         return self.book().observe(self.evaluate(storage), time.time())
 
-    async def _run(self, storage: Storage) -> None:
+    async def _run(self) -> None:
+        assert self._storage is not None  # set by start()
         while True:  # the first round one interval after start: the towns open first
             await asyncio.sleep(self.interval_s)
             try:
-                await asyncio.to_thread(self.check, storage)
+                await asyncio.to_thread(self.check, self._storage)
             except Exception:  # a bad thresholds file or a full disk: try again next round
                 log.exception("scheduled hub alert evaluation failed")
 
-    async def start(self, storage: Storage) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(storage))
+    async def start(self, storage: Storage) -> None:  # type: ignore[override]
+        self._storage = storage
+        await super().start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         if self._book is not None:
             self._book.close()
             self._book = None

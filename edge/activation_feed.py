@@ -33,7 +33,6 @@ import httpx
 import nacl.hash
 from nacl.encoding import RawEncoder
 
-from edge.background import BackgroundLoop
 from edge.emergency import seal_expired
 from shared.activation import (
     AcceptedActivation,
@@ -45,6 +44,7 @@ from shared.activation import (
     box_tag,
     parse_record,
 )
+from shared.background import BackgroundLoop
 
 if TYPE_CHECKING:
     from edge.app import Box

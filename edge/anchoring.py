@@ -22,8 +22,8 @@ import httpx
 from nacl.signing import SigningKey
 
 from cloud.anchors import CONTEXT, canonical
-from edge.background import BackgroundLoop
 from shared.audit import HEAD, AuditError, ChainHead
+from shared.background import BackgroundLoop
 from shared.storage import Storage
 
 log = logging.getLogger(__name__)

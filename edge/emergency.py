@@ -34,7 +34,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from edge import auth
-from edge.background import BackgroundLoop
 from edge.workers import WorkerGone
 from shared.activation import (
     MAX_BREAK_GLASS_SECONDS,
@@ -45,6 +44,7 @@ from shared.activation import (
     jst,
 )
 from shared.audit import AuditKind
+from shared.background import BackgroundLoop
 from shared.clock import ClockError
 from shared.model import Role
 

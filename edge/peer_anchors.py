@@ -44,9 +44,9 @@ from starlette.routing import Route
 
 from cloud.anchors import CONTEXT, MAX_BODY, AnchorRefused, canonical
 from edge.anchoring import chain_heads, signed_statement
-from edge.background import BackgroundLoop
 from edge.peers import VerifiedPeer
 from shared.audit import AnchorStore, AuditConflict, AuditError, ChainHead, box_writer_id
+from shared.background import BackgroundLoop
 from shared.crypto import Certificate, CryptoError, verify_box_certificate
 from shared.storage import Storage
 

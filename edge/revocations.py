@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from edge.background import BackgroundLoop
+from shared.background import BackgroundLoop
 from shared.crypto import Certificate, CryptoError, verify_issuer_certificate
 
 log = logging.getLogger(__name__)

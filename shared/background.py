@@ -1,6 +1,6 @@
-"""A loop a box runs beside its web app: started when the app starts, cancelled when it
-stops (edge.app's lifespan). Each loop keeps going through its own errors; the next
-round tries again."""
+"""A loop a process runs beside its web app (a box's feeds and watches, the hub's alert
+evaluation): started when the app starts, cancelled when it stops (the app's lifespan).
+Each loop keeps going through its own errors; the next round tries again."""
 
 from __future__ import annotations
 
